@@ -1,0 +1,1 @@
+//! The x87 FPU (in progress).
