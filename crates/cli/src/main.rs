@@ -1,0 +1,26 @@
+//! `wasm86`: the native command-line PC emulator.
+
+mod options;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match options::parse(std::env::args().skip(1)) {
+        Ok(options::Command::Help) => {
+            print!("{}", options::HELP);
+            ExitCode::SUCCESS
+        }
+        Ok(options::Command::Version) => {
+            println!("wasm86 {} (QMP: QEMU 1.1 dialect)", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(options::Command::Run(_)) => {
+            eprintln!("wasm86: the machine is being assembled; nothing to run yet");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("wasm86: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
