@@ -169,18 +169,18 @@ impl Memory {
         Ok(())
     }
 
-    /// Maps a ROM image at `base` (page aligned, above RAM, below the BIOS). Returns its id
-    /// for [`Memory::move_rom`].
-    pub fn add_rom(&mut self, base: u32, image: &[u8]) -> Result<usize, MemoryError> {
+    /// Adds a ROM image (padded to whole pages with 0xFF), mapped at `base` (page aligned,
+    /// above RAM) or not mapped yet (`None`). Returns its id for [`Memory::move_rom`].
+    pub fn add_rom(&mut self, base: Option<u32>, image: &[u8]) -> Result<usize, MemoryError> {
         let padded = image.len().div_ceil(PAGE_SIZE) * PAGE_SIZE;
         if image.is_empty() || padded > 0x100_0000 {
-            return Err(MemoryError::BadRomMapping(base, image.len()));
+            return Err(MemoryError::BadRomMapping(base.unwrap_or(0), image.len()));
         }
         let offset = self.append_store(image);
         self.store.resize(offset + padded, 0xFF);
         self.roms.push(RomMap { base: 0, len: padded as u32, store_offset: offset });
         let id = self.roms.len() - 1;
-        self.move_rom(id, Some(base))?;
+        self.move_rom(id, base)?;
         Ok(id)
     }
 
@@ -653,7 +653,7 @@ mod tests {
     #[test]
     fn rom_bar_mapping() {
         let mut m = Memory::new(0x100_0000).unwrap();
-        let id = m.add_rom(0xFEB0_0000, &[0x55, 0xAA, 3]).unwrap();
+        let id = m.add_rom(Some(0xFEB0_0000), &[0x55, 0xAA, 3]).unwrap();
         let mut b = [0u8; 4];
         m.read_phys(0xFEB0_0000, &mut b);
         assert_eq!(b, [0x55, 0xAA, 3, 0xFF]);
