@@ -412,7 +412,7 @@ impl DualPic {
 
     /// Port read (absolute port). Unknown ports read 0xFF.
     pub fn read(&mut self, port: u16) -> u8 {
-        let v = match port {
+        match port {
             PORT_MASTER_CMD | PORT_MASTER_DATA | PORT_SLAVE_CMD | PORT_SLAVE_DATA => {
                 let is_master = port < PORT_SLAVE_CMD;
                 let chip = if is_master {
@@ -438,8 +438,7 @@ impl DualPic {
             PORT_ELCR_MASTER => self.master.s.elcr,
             PORT_ELCR_SLAVE => self.slave.s.elcr,
             _ => 0xFF,
-        };
-        v
+        }
     }
 
     /// Port write (absolute port). Unknown ports are ignored.

@@ -166,7 +166,7 @@ impl Counter {
             2 => n - (d % u64::from(n)) as u32,
             3 => {
                 let p = (d % u64::from(n)) as u32;
-                if n % 2 == 0 {
+                if n & 1 == 0 {
                     let half = n / 2;
                     n - 2 * (p % half)
                 } else {
