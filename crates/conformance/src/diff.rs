@@ -1,0 +1,143 @@
+//! One difference between the expected and the observed final state of a test.
+
+use std::fmt;
+
+use crate::moo::Reg;
+
+/// Why a RAM byte is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RamKind {
+    /// Listed in the test's final state.
+    Expected,
+    /// Byte of the FLAGS image pushed to the stack (by the exception in `EXCP`, or PUSHF);
+    /// `high` is the upper byte (FLAGS bits 8..15).
+    PushedFlags {
+        /// Upper byte.
+        high: bool,
+    },
+    /// Written by the CPU although the test expects the initial value (or zero) there.
+    Stray,
+}
+
+/// A difference between expected and observed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Diff {
+    /// A 16-bit register differs in the compared bits.
+    Reg {
+        /// Register.
+        reg: Reg,
+        /// Expected value.
+        expected: u16,
+        /// Observed value.
+        got: u16,
+        /// Bits that were compared.
+        mask: u16,
+    },
+    /// The upper half of a 32-bit register (EAX..EDI, EIP) is no longer zero.
+    High {
+        /// Register name ("eax", "eip").
+        name: &'static str,
+        /// Observed 32-bit value.
+        got: u32,
+    },
+    /// A RAM byte differs.
+    Ram {
+        /// Physical address.
+        addr: u32,
+        /// Expected value.
+        expected: u8,
+        /// Observed value.
+        got: u8,
+        /// Why it was compared.
+        kind: RamKind,
+    },
+    /// The CPU did not finish the instruction normally (triple fault, exit request, or an
+    /// instruction that never completed).
+    Exit {
+        /// What happened.
+        what: String,
+    },
+}
+
+impl Diff {
+    /// Bits that differ, for register diffs.
+    pub fn reg_bits(&self) -> Option<(Reg, u16)> {
+        match self {
+            Diff::Reg {
+                reg,
+                expected,
+                got,
+                mask,
+            } => Some((*reg, (expected ^ got) & mask)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Diff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Diff::Reg {
+                reg,
+                expected,
+                got,
+                mask,
+            } => {
+                write!(f, "{}: expected {expected:#06x} got {got:#06x}", reg.name())?;
+                if *mask != 0xFFFF {
+                    write!(f, " (mask {mask:#06x})")?;
+                }
+                Ok(())
+            }
+            Diff::High { name, got } => write!(f, "{name}[31:16] not zero: {got:#010x}"),
+            Diff::Ram {
+                addr,
+                expected,
+                got,
+                kind,
+            } => {
+                let k = match kind {
+                    RamKind::Expected => "",
+                    RamKind::PushedFlags { high: false } => " (pushed FLAGS low)",
+                    RamKind::PushedFlags { high: true } => " (pushed FLAGS high)",
+                    RamKind::Stray => " (stray write)",
+                };
+                write!(
+                    f,
+                    "RAM[{addr:#07x}]: expected {expected:#04x} got {got:#04x}{k}"
+                )
+            }
+            Diff::Exit { what } => write!(f, "exit: {what}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_readable() {
+        let d = Diff::Reg {
+            reg: Reg::Flags,
+            expected: 0x0002,
+            got: 0x3002,
+            mask: 0xFFEF,
+        };
+        assert_eq!(
+            d.to_string(),
+            "flags: expected 0x0002 got 0x3002 (mask 0xffef)"
+        );
+        assert_eq!(d.reg_bits(), Some((Reg::Flags, 0x3000)));
+        let r = Diff::Ram {
+            addr: 0x1234,
+            expected: 1,
+            got: 2,
+            kind: RamKind::Stray,
+        };
+        assert_eq!(
+            r.to_string(),
+            "RAM[0x01234]: expected 0x01 got 0x02 (stray write)"
+        );
+    }
+}
