@@ -456,10 +456,11 @@ pub fn run_endpoint(hub: &Hub, listener: &QmpListener) {
     }
 }
 
-/// Reads a client into a bounded channel; `None` marks its end.
-fn spawn_client_reader(
-    stream: ClientStream,
-) -> io::Result<(Receiver<Option<Vec<u8>>>, thread::JoinHandle<()>)> {
+/// Chunks read from a client; `None` marks its end.
+type ClientChunks = Receiver<Option<Vec<u8>>>;
+
+/// Reads a client into a bounded channel.
+fn spawn_client_reader(stream: ClientStream) -> io::Result<(ClientChunks, thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel::<Option<Vec<u8>>>(16);
     let handle = thread::Builder::new()
         .name("qmp-client-reader".into())

@@ -83,7 +83,7 @@ pub fn base64_encode(data: &[u8]) -> String {
 /// Decodes standard padded base64; `None` if `s` is not canonical padded base64.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if bytes.len() & 3 != 0 {
         return None;
     }
     let value = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);
