@@ -560,12 +560,14 @@ fn parse_command_args<C: HmpContext>(
             _ => {}
         }
         p.skip_ws();
-        if p.at_end() {
+        let expr = matches!(spec.kind, HmpKindArg::Expr | HmpKindArg::Mega);
+        // A missing expression is reported by the evaluator, as QEMU does.
+        if p.at_end() && !(expr && !spec.optional) {
             if spec.optional {
                 continue;
             }
             let what = match spec.kind {
-                HmpKindArg::Expr | HmpKindArg::Mega | HmpKindArg::Size => "integer",
+                HmpKindArg::Size => "size",
                 HmpKindArg::Float => "number",
                 HmpKindArg::OnOff => "'on' or 'off'",
                 _ => "string",
