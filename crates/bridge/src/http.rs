@@ -9,7 +9,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
@@ -35,6 +35,9 @@ pub enum HeadError {
     /// An HTTP version other than 1.0 and 1.1.
     #[error("unsupported HTTP version")]
     Version,
+    /// The head did not complete before its deadline (a slow sender).
+    #[error("request head not received in time")]
+    TooSlow,
     /// The transport failed (including the idle timeout).
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -111,10 +114,16 @@ impl Request {
 }
 
 /// Reads one request head (up to and including the blank line) from `r`.
-/// Blank lines before the request line are skipped (RFC 9112 §2.2).
-pub fn read_head<R: BufRead>(r: &mut R) -> Result<Vec<u8>, HeadError> {
+/// Blank lines before the request line are skipped (RFC 9112 §2.2). Once the first byte
+/// has arrived the whole head must arrive within `budget` (checked after each read, so
+/// the transport's own read timeout bounds a single wait).
+pub fn read_head<R: BufRead>(r: &mut R, budget: Duration) -> Result<Vec<u8>, HeadError> {
     let mut head = Vec::new();
+    let mut deadline: Option<Instant> = None;
     loop {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(HeadError::TooSlow);
+        }
         let buf = match r.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -150,6 +159,9 @@ pub fn read_head<R: BufRead>(r: &mut R) -> Result<Vec<u8>, HeadError> {
             }
         }
         r.consume(used);
+        if deadline.is_none() && !head.is_empty() {
+            deadline = Some(Instant::now() + budget);
+        }
         if done {
             return Ok(head);
         }
@@ -225,6 +237,7 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         416 => "Range Not Satisfiable",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
@@ -682,21 +695,49 @@ mod tests {
     use super::*;
     use std::io::BufReader;
 
+    const T: Duration = Duration::from_secs(30);
+
+    /// Yields one byte per read, after a pause.
+    struct Slow(Vec<u8>, usize);
+    impl Read for Slow {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            match (self.0.get(self.1), buf.first_mut()) {
+                (Some(&b), Some(slot)) => {
+                    *slot = b;
+                    self.1 += 1;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn slow_heads_hit_the_deadline() {
+        let raw = b"GET / HTTP/1.1\r\nHost: slow\r\n\r\n".to_vec();
+        let mut r = BufReader::new(Slow(raw.clone(), 0));
+        let err = read_head(&mut r, Duration::from_millis(30)).unwrap_err();
+        assert!(matches!(err, HeadError::TooSlow));
+        let mut r = BufReader::new(Slow(raw, 0));
+        assert!(read_head(&mut r, T).is_ok());
+    }
+
     #[test]
     fn reads_and_parses_pipelined_heads() {
         let raw = b"\r\nGET /a?x=1 HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, keep-alive\r\n\r\nHEAD / HTTP/1.0\n\n";
         let mut r = BufReader::new(&raw[..]);
-        let req = parse_request(&read_head(&mut r).unwrap()).unwrap();
+        let req = parse_request(&read_head(&mut r, T).unwrap()).unwrap();
         assert_eq!(req.method, "GET");
         assert_eq!(req.path(), "/a");
         assert_eq!(req.query(), "?x=1");
         assert_eq!(req.header("HOST"), Some("h"));
         assert!(req.has_token("connection", "upgrade"));
         assert!(req.keep_alive());
-        let req2 = parse_request(&read_head(&mut r).unwrap()).unwrap();
+        let req2 = parse_request(&read_head(&mut r, T).unwrap()).unwrap();
         assert_eq!((req2.method.as_str(), req2.minor), ("HEAD", 0));
         assert!(!req2.keep_alive());
-        assert!(matches!(read_head(&mut r), Err(HeadError::Eof)));
+        assert!(matches!(read_head(&mut r, T), Err(HeadError::Eof)));
     }
 
     #[test]
@@ -704,7 +745,7 @@ mod tests {
         let mut big = b"GET / HTTP/1.1\r\n".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         assert!(matches!(
-            read_head(&mut BufReader::new(&big[..])),
+            read_head(&mut BufReader::new(&big[..]), T),
             Err(HeadError::TooLarge)
         ));
         let mut many = String::from("GET / HTTP/1.1\r\n");
@@ -739,7 +780,7 @@ mod tests {
         ));
         let truncated = b"GET / HTTP/1.1\r\nHost";
         assert!(matches!(
-            read_head(&mut BufReader::new(&truncated[..])),
+            read_head(&mut BufReader::new(&truncated[..]), T),
             Err(HeadError::Malformed(_))
         ));
     }

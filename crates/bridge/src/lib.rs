@@ -81,8 +81,9 @@
 //! # Bounds
 //!
 //! Request heads are at most 16 KiB and 100 header lines (431 otherwise); request
-//! bodies are never read; at most 128 connections are served at once (503 beyond);
-//! idle keep-alive connections close after 60 s; a peer that takes no bytes for 30–60 s
+//! bodies are never read; a head must arrive within 30 s of its first byte (408);
+//! at most 128 connections are served at once (503 beyond);
+//! idle keep-alive connections close after 15 s; a peer that takes no bytes for 30–60 s
 //! is dropped. No input from a socket can panic the bridge.
 
 #![deny(missing_docs)]

@@ -18,8 +18,11 @@ use crate::ws::{accept_key, valid_client_key};
 
 /// Most simultaneous HTTP connections (the VM's WebSocket included); more get 503.
 pub const MAX_CONNECTIONS: usize = 128;
-/// An idle keep-alive connection is closed after this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// An idle keep-alive connection is closed after this long; also the longest single
+/// wait for request bytes.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A request head must be complete this long after its first byte.
+pub const HEAD_BUDGET: Duration = Duration::from_secs(30);
 /// A peer that accepts no response bytes for this long is dropped.
 pub const HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The WebSocket path the VM's worker connects to.
@@ -253,12 +256,13 @@ fn handle_connection(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
     let mut reader = BufReader::new(read_half);
     let mut out = stream;
     loop {
-        let head = match read_head(&mut reader) {
+        let head = match read_head(&mut reader, HEAD_BUDGET) {
             Ok(h) => h,
             Err(HeadError::Eof) | Err(HeadError::Io(_)) => return,
             Err(e) => {
                 let status = match e {
                     HeadError::TooLarge => 431,
+                    HeadError::TooSlow => 408,
                     _ => 400,
                 };
                 let sent = write_response(
