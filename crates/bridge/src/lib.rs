@@ -66,9 +66,10 @@
 //!   reloaded tab thus takes over without waiting for the old socket to time out.
 //! - When the VM's WebSocket ends, the open client is disconnected; waiting clients
 //!   keep waiting for the next VM.
-//! - Known limit: bytes the worker emitted for client N before it received `close N`
-//!   can reach client N+1 ahead of its greeting; the protocol has no client tag on
-//!   binary frames. The window is the time `close N` takes to reach the worker.
+//! - After `close N` the bridge waits 100 ms before the next `open` and drops VM bytes
+//!   that arrive while no client is open, so late output of session N (sent before the
+//!   worker saw `close N`) does not reach client N+1. Binary frames carry no client
+//!   number, so this is a time bound rather than a guarantee.
 //!
 //! # Unix sockets and signals
 //!

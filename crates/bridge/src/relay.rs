@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::QmpEndpoint;
 use crate::ws::{
@@ -30,6 +30,10 @@ pub const MAX_WORKER_TEXT: usize = 64 * 1024;
 pub const MAX_PENDING: usize = 1 << 20;
 /// A client or worker that accepts no bytes for this long is disconnected.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After `close N` the next client is opened only this much later, and VM bytes that
+/// arrive meanwhile (late output of session N) are dropped instead of reaching client
+/// N+1. Binary frames carry no client number, so this is a time bound, not a proof.
+pub const REOPEN_GAP: Duration = Duration::from_millis(100);
 /// Client read size.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -157,6 +161,8 @@ struct HubState {
     next_gen: u64,
     open: Option<OpenClient>,
     next_client: u32,
+    /// No client is opened before this instant (the quiet gap after a `close`).
+    reopen_at: Instant,
 }
 
 /// Shared relay state: at most one worker and at most one open client.
@@ -175,6 +181,7 @@ impl Hub {
                 next_gen: 1,
                 open: None,
                 next_client: 1,
+                reopen_at: Instant::now(),
             }),
             cond: Condvar::new(),
             verbose,
@@ -501,7 +508,8 @@ pub fn serve_client(hub: &Hub, client: ClientStream, endpoint: &str) {
     let opened = loop {
         {
             let mut st = hub.lock();
-            if st.open.is_none() {
+            let now = Instant::now();
+            if st.open.is_none() && now >= st.reopen_at {
                 if let Some(w) = &st.worker {
                     let (gen, out) = (w.gen, Arc::clone(&w.out));
                     let id = st.next_client;
@@ -520,7 +528,15 @@ pub fn serve_client(hub: &Hub, client: ClientStream, endpoint: &str) {
                     "wasm86-bridge: QMP client on {endpoint} waits for a VM to connect to /qmp"
                 );
             }
-            let _ = hub.cond.wait_timeout(st, Duration::from_millis(200));
+            let wait = if st.open.is_none() && st.worker.is_some() {
+                st.reopen_at.saturating_duration_since(now)
+            } else {
+                Duration::from_millis(200)
+            };
+            let _ = hub.cond.wait_timeout(
+                st,
+                wait.clamp(Duration::from_millis(1), Duration::from_millis(200)),
+            );
         }
         // Notice a client that leaves while waiting; keep what it already sent.
         let mut gone = false;
@@ -561,6 +577,7 @@ pub fn serve_client(hub: &Hub, client: ClientStream, endpoint: &str) {
             let mut st = hub.lock();
             if st.open.as_ref().is_some_and(|o| o.id == id) {
                 st.open = None;
+                st.reopen_at = Instant::now() + REOPEN_GAP;
             }
         }
         hub.cond.notify_all();

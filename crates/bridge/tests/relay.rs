@@ -329,3 +329,20 @@ fn bad_frames_from_the_worker_close_it_without_harm() {
     assert!(b.is_running());
     assert_eq!(common::get(b.addr, "/", "").status, 200);
 }
+
+#[test]
+fn late_output_of_a_closed_session_does_not_reach_the_next_client() {
+    let dir = TempDir::new("late");
+    let (b, sock) = unix_bridge(&dir);
+    let mut w = Ws::connect(&b);
+    let mut c1 = connect_unix(&sock);
+    worker_greets(&mut w, 1);
+    assert_eq!(read_line_crlf(&mut c1), GREETING);
+    let mut c2 = connect_unix(&sock);
+    drop(c1);
+    // The worker emits an event for session 1 before it has seen `close 1`.
+    w.send_binary(b"{\"event\": \"LATE\"}\r\n");
+    assert_eq!(w.read_control(), json!({"type": "close", "client": 1}));
+    worker_greets(&mut w, 2);
+    assert_eq!(read_line_crlf(&mut c2), GREETING);
+}
