@@ -340,9 +340,10 @@ fn late_output_of_a_closed_session_does_not_reach_the_next_client() {
     assert_eq!(read_line_crlf(&mut c1), GREETING);
     let mut c2 = connect_unix(&sock);
     drop(c1);
-    // The worker emits an event for session 1 before it has seen `close 1`.
-    w.send_binary(b"{\"event\": \"LATE\"}\r\n");
     assert_eq!(w.read_control(), json!({"type": "close", "client": 1}));
+    // Output of session 1 that was in flight when `close 1` was sent arrives now,
+    // after the bridge released the slot but before client 2 is opened.
+    w.send_binary(b"{\"event\": \"LATE\"}\r\n");
     worker_greets(&mut w, 2);
     assert_eq!(read_line_crlf(&mut c2), GREETING);
 }
