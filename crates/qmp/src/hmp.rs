@@ -14,7 +14,7 @@ use crate::table::TableError;
 
 /// Largest number of bytes one `x`/`xp` dump shows (a bound on the output the command line
 /// can ask for; QEMU has none).
-pub const MAX_DUMP_BYTES: u64 = 1 << 20;
+pub const MAX_DUMP_BYTES: u64 = 64 << 10;
 
 /// State of the human monitor that outlives a command: the remembered dump format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -562,7 +562,7 @@ fn parse_command_args<C: HmpContext>(
         p.skip_ws();
         let expr = matches!(spec.kind, HmpKindArg::Expr | HmpKindArg::Mega);
         // A missing expression is reported by the evaluator, as QEMU does.
-        if p.at_end() && !(expr && !spec.optional) {
+        if p.at_end() && (spec.optional || !expr) {
             if spec.optional {
                 continue;
             }
@@ -861,7 +861,7 @@ pub fn memory_dump(
     let line_size: u64 = if wsize == 1 { 8 } else { 16 };
     let max_digits = match f.format {
         'o' => (wsize * 8).div_ceil(3) as usize,
-        'u' | 'd' => ((wsize * 8 * 10 + 32) / 33) as usize,
+        'u' | 'd' => (wsize * 8 * 10).div_ceil(33) as usize,
         _ => (wsize * 8 / 4) as usize,
     };
     if matches!(f.format, 'c' | 's') {

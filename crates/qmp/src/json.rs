@@ -9,7 +9,8 @@
 //! [`MAX_TOKEN_SIZE`] with one [`Frame::Error`], then starts afresh with the next byte. A
 //! 0xFF byte is never valid, so it always forces such a resynchronisation.
 //!
-//! Memory held per stream is bounded by the token size limit.
+//! Memory held per stream is bounded by twice the token size limit (the normalised text of
+//! a message is at most twice its source bytes).
 //!
 //! Output is one JSON object per line, with QEMU's `", "` / `": "` separators, non-ASCII
 //! characters as `\uXXXX` (uppercase hex, surrogate pairs above the BMP) and a CRLF ending.
