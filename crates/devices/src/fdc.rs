@@ -1220,4 +1220,53 @@ mod tests {
         }
         assert!(g.restore(&s).is_err());
     }
+
+    #[test]
+    fn random_guest_io_never_panics() {
+        let mut f = Fdc::new();
+        f.insert_medium(0, 1_474_560, false).unwrap();
+        f.insert_medium(1, 2_949_120, true).unwrap();
+        let mut m = Memory::new(1 << 20).unwrap();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200_000 {
+            let r = rnd();
+            let port = 0x3F0 + (r % 8) as u16;
+            match (r >> 8) % 6 {
+                0..=2 => f.write(port, (r >> 16) as u8),
+                3 => {
+                    f.read(port);
+                }
+                4 => {
+                    let mut dma = TestDma {
+                        addr: (r >> 20) as u32 & 0xFFFFF,
+                        left: (r >> 40) as usize % 40000,
+                        unmasked: r & 1 == 0,
+                        tc: false,
+                    };
+                    for q in f.take_requests() {
+                        let res = match (q.kind, r % 3) {
+                            (_, 0) => Err(IoError::Io),
+                            (IdeRequestKind::Read { len, .. }, 1) => Ok(vec![0x44; len]),
+                            (_, _) => Ok(vec![9]),
+                        };
+                        f.complete(q.id, res, &mut dma, &mut m);
+                    }
+                    f.pump(&mut dma, &mut m);
+                }
+                _ => {
+                    let op = [0xE6, 0xC5, 0x4D, 0x4A, 0x0F, 0x07, 0x08][(r % 7) as usize];
+                    f.write(0x3F5, op);
+                }
+            }
+            assert!(f.requests.len() <= 1);
+        }
+        let saved = f.save();
+        Fdc::new().restore(&saved).expect("a live state restores");
+    }
 }

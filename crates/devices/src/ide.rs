@@ -229,6 +229,8 @@ struct Drive {
     mult_sectors: u16,
     /// Selected transfer mode (SET FEATURES subcommand 3 value).
     xfer_mode: u8,
+    /// The command in progress uses 48-bit addressing.
+    lba48: bool,
     standby: bool,
     op: Op,
     buf: Vec<u8>,
@@ -271,6 +273,7 @@ impl Drive {
             secs: 0,
             mult_sectors: 0,
             xfer_mode: 0,
+            lba48: false,
             standby: false,
             op: Op::Idle,
             buf: Vec::new(),
@@ -759,6 +762,14 @@ impl Ide {
         let hob = ch.devctl & HOB != 0;
         let d = &ch.drives[ch.unit];
         let absent = d.kind == DriveKind::None;
+        if absent && reg != 6 {
+            // An empty slot on a present channel reads as zero (as QEMU), so that the
+            // 0x55/0xAA register test of the BIOS and Linux finds nothing there.
+            if reg == 7 {
+                ch.irq = false;
+            }
+            return 0;
+        }
         match reg {
             1 => {
                 if hob {
@@ -798,19 +809,9 @@ impl Ide {
             6 => d.select,
             7 => {
                 ch.irq = false;
-                if absent {
-                    0
-                } else {
-                    d.status
-                }
+                d.status
             }
-            _ => {
-                if absent {
-                    0
-                } else {
-                    d.status
-                }
-            }
+            _ => d.status,
         }
     }
 
@@ -1163,7 +1164,7 @@ impl Ide {
             return self.ata_abort(c, u, IDNF);
         };
         let d = &mut self.st.channels[c].drives[u];
-        d.hob_feature = ext as u8; // remembers LBA48 for the task-file update
+        d.lba48 = ext;
         if write {
             d.op = Op::DiskWrite {
                 lba,
@@ -1323,7 +1324,7 @@ impl Ide {
             Ok(v) if v.len() == expected || expected == 0 => v,
             Ok(_) | Err(_) => return self.request_failed(c, u),
         };
-        let lba48 = d.hob_feature & 1 != 0;
+        let lba48 = d.lba48;
         match d.op {
             Op::DiskRead {
                 lba,
@@ -2832,7 +2833,12 @@ mod tests {
         assert_eq!(ide.read(0x3F6, 1), 0);
         ide.write(CMD0 + 2, 1, 0x55);
         ide.write(CMD0 + 3, 1, 0xAA);
-        assert_eq!((ide.read(CMD0 + 2, 1), ide.read(CMD0 + 3, 1)), (0x55, 0xAA));
+        assert_eq!(
+            (ide.read(CMD0 + 2, 1), ide.read(CMD0 + 3, 1)),
+            (0, 0),
+            "no echo"
+        );
+        assert_eq!(ide.read(CMD0 + 6, 1), 0xB0);
         ide.write(CMD0 + 7, 1, 0xEC);
         assert_eq!(
             status(&mut ide),
@@ -2842,6 +2848,11 @@ mod tests {
         assert!(!ide.irq_level(0));
         ide.write(CMD0 + 6, 1, 0xA0);
         assert_eq!(status(&mut ide), DRDY | DSC);
+        assert_eq!(
+            (ide.read(CMD0 + 2, 1), ide.read(CMD0 + 3, 1)),
+            (0x55, 0xAA),
+            "master echoes"
+        );
         assert_eq!(ide.read(0x1234, 1), u32::MAX);
     }
 
@@ -2911,5 +2922,71 @@ mod tests {
             Ide::new().save(),
             "unchanged after a refused restore"
         );
+    }
+
+    #[test]
+    fn random_guest_io_never_panics() {
+        let mut ide = Ide::new();
+        ide.attach_disk(0, 1 << 20, false);
+        ide.attach_cdrom(1);
+        ide.insert_medium(1, 8 * 2048, true).unwrap();
+        ide.attach_cdrom(2);
+        let mut m = mem();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let ports = [
+            0x1F0, 0x1F1, 0x1F2, 0x1F3, 0x1F4, 0x1F5, 0x1F6, 0x1F7, 0x3F6, 0x170, 0x177,
+        ];
+        for _ in 0..200_000 {
+            let r = rnd();
+            let port = ports[(r % ports.len() as u64) as usize];
+            let v = (r >> 16) as u32;
+            match (r >> 8) % 8 {
+                0 | 1 => ide.write(port, 1, v),
+                2 => {
+                    ide.read(port, 2);
+                }
+                3 => {
+                    let mut b = [0u8; 700];
+                    ide.pio_read_bulk((r >> 40) as usize % 3, &mut b);
+                    ide.pio_write_bulk((r >> 41) as usize % 3, &b);
+                }
+                4 => ide.bm_write((r >> 40) as u16 % 18, (r >> 50) as u8 % 5, v, &mut m),
+                5 => {
+                    ide.bm_read((r >> 40) as u16 % 18, 4);
+                    ide.run_dma(&mut m);
+                }
+                6 => {
+                    for q in ide.take_requests() {
+                        let res = match (q.kind, r % 3) {
+                            (_, 0) => Err(IoError::Io),
+                            (IdeRequestKind::Read { len, .. }, 1) => Ok(vec![0x33; len]),
+                            (_, _) => Ok(vec![1, 2, 3]),
+                        };
+                        ide.complete(q.id, res, &mut m);
+                    }
+                }
+                _ => {
+                    if r % 64 == 0 {
+                        let _ = ide.eject(2, r % 128 == 0);
+                        let _ = ide.insert_medium(2, v as u64, true);
+                    }
+                    ide.write(
+                        CMD0 + 7,
+                        1,
+                        [0x20, 0x24, 0xC8, 0x25, 0xCA, 0xA0, 0xEC, 0xC4][(r % 8) as usize],
+                    );
+                }
+            }
+            assert!(ide.requests.len() <= 4);
+        }
+        let saved = ide.save();
+        let mut other = Ide::new();
+        other.restore(&saved).expect("a live state restores");
     }
 }
