@@ -187,6 +187,8 @@ pub enum PciError {
 #[derive(Clone, Debug)]
 pub struct PciConfig {
     data: [u8; CONFIG_SPACE_SIZE],
+    /// Contents at power-on (captured when the function is added to a bus).
+    power_on: [u8; CONFIG_SPACE_SIZE],
     wmask: [u8; CONFIG_SPACE_SIZE],
     w1c: [u8; CONFIG_SPACE_SIZE],
     bars: [Option<BarDesc>; 6],
@@ -200,6 +202,7 @@ impl PciConfig {
     pub fn new(vendor: u16, device: u16, class: u16, prog_if: u8, revision: u8) -> PciConfig {
         let mut c = PciConfig {
             data: [0; CONFIG_SPACE_SIZE],
+            power_on: [0; CONFIG_SPACE_SIZE],
             wmask: [0; CONFIG_SPACE_SIZE],
             w1c: [0; CONFIG_SPACE_SIZE],
             bars: [None; 6],
@@ -479,6 +482,19 @@ pub enum PciEvent {
     SmramChanged(u8),
     /// A PIIX3 PIRQ route register changed.
     PirqChanged,
+    /// A device-specific register (offset 0x40 and up) of a function other than the i440FX
+    /// and the PIIX3 ISA bridge was written (e.g. IDE timing 0x40/0x42, PM base): the device
+    /// model reads what it needs from [`PciBus::function`].
+    ConfigWritten {
+        /// Device number.
+        dev: u8,
+        /// Function number.
+        func: u8,
+        /// Register offset written.
+        reg: u8,
+        /// Access size in bytes.
+        size: u8,
+    },
     /// Too many changes queued, or the state was restored: re-read everything.
     Resync,
 }
@@ -683,7 +699,9 @@ impl PciBus {
     }
 
     /// Adds a function at `devfn` (see [`devfn`]).
-    pub fn add(&mut self, devfn: u8, config: PciConfig) -> Result<(), PciError> {
+    /// Its current contents become its power-on state for [`PciBus::reset`].
+    pub fn add(&mut self, devfn: u8, mut config: PciConfig) -> Result<(), PciError> {
+        config.power_on = config.data;
         if self.functions.iter().any(|(d, _)| *d == devfn) {
             return Err(PciError::Occupied(devfn >> 3, devfn & 7));
         }
@@ -708,12 +726,15 @@ impl PciBus {
             .map(|(_, c)| c)
     }
 
-    /// Resets every function's writable registers to their power-on values is not possible
-    /// generically; the board rebuilds the bus with [`PciBus::pc`] on reset. This clears
-    /// the address register and queued events only.
-    pub fn clear_address(&mut self) {
+    /// Resets every function to its power-on configuration (system reset) and clears the
+    /// address register. Queues [`PciEvent::Resync`]: the board re-reads PAM, BARs and routes.
+    pub fn reset(&mut self) {
         self.address = 0;
+        for (_, c) in &mut self.functions {
+            c.data = c.power_on;
+        }
         self.events.clear();
+        self.events.push(PciEvent::Resync);
     }
 
     /// Port read (`size` 1, 2 or 4). Ports other than 0xCF8 (dword) and 0xCFC–0xCFF read
@@ -827,6 +848,14 @@ impl PciBus {
         if devfn == DEVFN_ISA_BRIDGE && pirq_before != pirq_after {
             ev.push(PciEvent::PirqChanged);
         }
+        if reg >= HEADER_SIZE && devfn != DEVFN_HOST_BRIDGE && devfn != DEVFN_ISA_BRIDGE {
+            ev.push(PciEvent::ConfigWritten {
+                dev,
+                func,
+                reg: reg as u8,
+                size: size as u8,
+            });
+        }
         for e in ev {
             self.push_event(e);
         }
@@ -904,6 +933,11 @@ impl PciBus {
     /// The PIIX3 IDE command register (I/O enable bit 0, bus master bit 2).
     pub fn ide_command(&self) -> u16 {
         self.function(DEVFN_IDE).map_or(0, PciConfig::command)
+    }
+
+    /// Whether the PIIX3 IDE function may master the bus (command bit 2).
+    pub fn ide_bus_master_enabled(&self) -> bool {
+        self.ide_command() & COMMAND_MASTER != 0
     }
 
     /// Describes every function for QMP `query-pci`.
@@ -1407,6 +1441,50 @@ mod tests {
         assert_eq!(ide.regions.len(), 1);
         assert!(ide.regions[0].io);
         assert!(q.iter().all(|d| d.bridge.is_none()));
+    }
+
+    #[test]
+    fn reset_restores_power_on_config() {
+        let mut b = PciBus::pc();
+        wr(&mut b, DEVFN_HOST_BRIDGE, 0x5C, 4, 0x3333_3333);
+        wr(&mut b, DEVFN_ISA_BRIDGE, 0x60, 1, 10);
+        wr(&mut b, DEVFN_VGA, 0x10, 4, 0xFD00_0000);
+        b.reset();
+        assert_eq!(b.io_read(CONFIG_ADDRESS_PORT, 4), 0);
+        assert_eq!(b.pam(), [0; 7]);
+        assert_eq!(b.pirq_route(0), None);
+        assert_eq!(b.take_events(), vec![PciEvent::Resync]);
+        assert_eq!(b.save(), PciBus::pc().save());
+        assert_eq!(rd(&mut b, DEVFN_VGA, 0x10, 4), 0x0000_0008);
+    }
+
+    #[test]
+    fn device_specific_writes_are_reported() {
+        let mut b = PciBus::pc();
+        wr(&mut b, DEVFN_IDE, 0x40, 2, 0x8000);
+        assert_eq!(rd(&mut b, DEVFN_IDE, 0x40, 2), 0x8000);
+        assert_eq!(
+            b.take_events(),
+            vec![PciEvent::ConfigWritten {
+                dev: 1,
+                func: 1,
+                reg: 0x40,
+                size: 2
+            }]
+        );
+        wr(&mut b, DEVFN_IDE, 0x04, 2, 0x0005);
+        assert!(b.ide_bus_master_enabled());
+    }
+
+    #[test]
+    fn event_queue_is_bounded() {
+        let mut b = PciBus::pc();
+        for i in 0..1000u32 {
+            wr(&mut b, DEVFN_HOST_BRIDGE, 0x59, 1, i & 0x33);
+        }
+        let ev = b.take_events();
+        assert!(ev.len() <= MAX_EVENTS);
+        assert_eq!(ev, vec![PciEvent::Resync]);
     }
 
     #[test]

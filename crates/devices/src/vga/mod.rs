@@ -363,8 +363,8 @@ impl Vga {
     /// Wider accesses to the VGA ports read consecutive ports; unhandled ports read all-ones.
     pub fn io_read(&mut self, port: u16, size: u8, now: VirtTime) -> u32 {
         match port {
-            PORT_DISPI_INDEX => u32::from(self.dispi_index),
-            PORT_DISPI_DATA => u32::from(self.dispi_read()),
+            PORT_DISPI_INDEX => u32::from(self.dispi_index) & size_mask(size),
+            PORT_DISPI_DATA => u32::from(self.dispi_read()) & size_mask(size),
             _ => {
                 let mut v = 0u32;
                 for i in 0..size.clamp(1, 4) {
@@ -851,6 +851,14 @@ impl Vga {
             }
             _ => {}
         }
+    }
+}
+
+fn size_mask(size: u8) -> u32 {
+    match size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        _ => 0xFFFF_FFFF,
     }
 }
 
