@@ -286,3 +286,56 @@ fn human_monitor_command_over_qmp() {
     );
     assert_eq!(r, vec![json!({"return": "unknown command: 'bogus'\r\n"})]);
 }
+
+#[test]
+fn other_argument_kinds() {
+    use wasm86_qmp::hmp::{HmpArgs, HmpTable};
+    fn show(_: &mut Toy, a: HmpArgs) -> Result<String, String> {
+        Ok(format!(
+            "{} {:?} {:?} {:?} {:?}\n",
+            a.flag("on"),
+            a.int("size"),
+            a.int("mb"),
+            a.float("secs"),
+            a.str("rest")
+        ))
+    }
+    let mut h: HmpTable<Toy> = HmpTable::new();
+    h.register(
+        "set",
+        "on:b,size:o,mb:M,secs:T,rest:S?",
+        "on|off size mb secs [rest]",
+        "test",
+        show,
+    )
+    .unwrap();
+    assert!(h.register("set", "", "", "", show).is_err());
+    assert!(h.register("bad", "a:Z", "", "", show).is_err());
+    let mut toy = Toy::default();
+    assert_eq!(
+        h.execute(&mut toy, "set on 4K 2 10ms the rest  "),
+        "true Some(4096) Some(2097152) Some(0.01) Some(\"the rest\")\r\n"
+    );
+    assert_eq!(
+        h.execute(&mut toy, "set off 3 1+1 2.5"),
+        "false Some(3145728) Some(2097152) Some(2.5) None\r\n"
+    );
+    assert_eq!(
+        h.execute(&mut toy, "set maybe 3 1 1"),
+        "Expected 'on' or 'off'\r\n"
+    );
+    assert_eq!(h.execute(&mut toy, "set on 3Q 1 1"), "invalid size\r\n");
+    assert_eq!(h.execute(&mut toy, "set on 3 1 x"), "invalid number\r\n");
+    assert_eq!(h.execute(&mut toy, "set on"), "set: size expected\r\n");
+}
+
+#[test]
+fn address_and_string_formats() {
+    // 'a' shows 32-bit addresses in hex; 's' shows the bytes of each line as a C string.
+    assert_eq!(run("x/2a 0x10"), "00000010: 0x13121110 0x17161514\r\n");
+    assert_eq!(run("x/5sb 0x41"), "00000041: \"ABCDE\"\r\n");
+    assert_eq!(
+        run("xp/3sb 0x0a"),
+        "000000000000000a: \"\\n\\x0b\\x0c\"\r\n"
+    );
+}
