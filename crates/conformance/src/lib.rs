@@ -14,7 +14,10 @@
 
 pub mod allow;
 pub mod diff;
+pub mod fuzz;
+pub mod harness;
 pub mod insn;
 pub mod metadata;
 pub mod moo;
 pub mod report;
+pub mod singlestep;

@@ -1,0 +1,674 @@
+//! Runner for the hardware-captured 80286 real-mode single-step tests.
+//!
+//! Each test puts the CPU in real mode with the test's initial registers and memory, runs
+//! exactly one instruction (a REP string instruction runs until it completes, one iteration
+//! per step), and compares registers and memory with the captured final state, after
+//! applying the metadata flag masks and the `RMSK` undefined-bit masks. Differences that
+//! the allow-list attributes to a real 286-versus-P6 difference make a test "allowed".
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use wasm86_cpu::{Bus, CpuExit};
+use wasm86_memory::{PAGE_SHIFT, PAGE_SIZE};
+
+use crate::allow::{AllowList, Verdict};
+use crate::diff::{Diff, RamKind};
+use crate::harness::{Harness, GPR32_NAMES};
+use crate::insn::Head;
+use crate::metadata::Metadata;
+use crate::moo::{self, MooError, Reg, Regs16, Test};
+
+/// Most steps one REP string instruction may take (CX is 16 bits).
+const MAX_REP_STEPS: u32 = 0x1_0001;
+
+/// Errors that stop a run (unreadable data).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The test directory is missing or unreadable.
+    #[error("{path}: {source}")]
+    Dir {
+        /// Directory.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// No test files were found.
+    #[error("{0}: no *.MOO.gz files found")]
+    Empty(PathBuf),
+    /// `--only` matched no file.
+    #[error("no test file matches opcode {0:?}")]
+    NoMatch(String),
+    /// A test file is unreadable or corrupt.
+    #[error("{path}: {source}")]
+    Moo {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: MooError,
+    },
+    /// `metadata.json` is unreadable.
+    #[error("{path}: {source}")]
+    Metadata {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: crate::metadata::MetadataError,
+    },
+    /// The revocation list is unreadable.
+    #[error("{path}: {source}")]
+    Revocation {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Run options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Run only files whose key is this opcode ("F6" runs every "F6.x"; "F6.4" one file).
+    pub only: Option<String>,
+    /// Print every failing test, not only the first per opcode.
+    pub verbose: bool,
+    /// Classes of allowed mismatches.
+    pub allow: AllowList,
+}
+
+/// One test file found under the suite directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuiteFile {
+    /// Key: the file name without `.MOO.gz` ("80.1").
+    pub key: String,
+    /// Path.
+    pub path: PathBuf,
+}
+
+/// The first failing test of an opcode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Test index in its file.
+    pub index: u32,
+    /// Disassembly.
+    pub name: String,
+    /// Instruction bytes.
+    pub bytes: Vec<u8>,
+    /// Unexcused differences.
+    pub diffs: Vec<Diff>,
+}
+
+/// Results for one file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileResult {
+    /// File key.
+    pub key: String,
+    /// Tests run (revoked ones excluded).
+    pub total: u64,
+    /// Tests with no difference.
+    pub passed: u64,
+    /// Tests whose differences are all excused by the allow-list.
+    pub allowed: u64,
+    /// Failing tests.
+    pub failed: u64,
+    /// Revoked tests skipped.
+    pub revoked: u64,
+    /// First failure.
+    pub first: Option<Failure>,
+    /// Tests per allow-list class name.
+    pub allowed_by: BTreeMap<String, u64>,
+}
+
+/// Results of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Per file, in key order.
+    pub files: Vec<FileResult>,
+}
+
+impl Summary {
+    fn sum(&self, f: impl Fn(&FileResult) -> u64) -> u64 {
+        self.files.iter().map(f).sum()
+    }
+
+    /// Tests that passed outright.
+    pub fn passed(&self) -> u64 {
+        self.sum(|f| f.passed)
+    }
+
+    /// Tests excused by the allow-list.
+    pub fn allowed(&self) -> u64 {
+        self.sum(|f| f.allowed)
+    }
+
+    /// Tests that failed.
+    pub fn failed(&self) -> u64 {
+        self.sum(|f| f.failed)
+    }
+
+    /// Tests run.
+    pub fn total(&self) -> u64 {
+        self.sum(|f| f.total)
+    }
+
+    /// Revoked tests skipped.
+    pub fn revoked(&self) -> u64 {
+        self.sum(|f| f.revoked)
+    }
+
+    /// Share of tests that did not fail ((passed + allowed) / total); 0 for an empty run.
+    pub fn pass_ratio(&self) -> f64 {
+        let t = self.total();
+        if t == 0 {
+            0.0
+        } else {
+            (self.passed() + self.allowed()) as f64 / t as f64
+        }
+    }
+
+    /// Tests per allow-list class.
+    pub fn allowed_by(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for f in &self.files {
+            for (k, v) in &f.allowed_by {
+                *m.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        m
+    }
+
+    /// The exact closing line: `N passed, M failed`.
+    pub fn summary_line(&self) -> String {
+        format!("{} passed, {} failed", self.passed(), self.failed())
+    }
+
+    /// The failure table (Markdown), one row per file with failures.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str("| opcode | failed/total | allowed | first failing test | differences |\n");
+        s.push_str("|---|---|---|---|---|\n");
+        for f in self.files.iter().filter(|f| f.failed > 0) {
+            let (name, diffs) = match &f.first {
+                Some(x) => (
+                    format!("#{} `{}` [{}]", x.index, x.name, hex_bytes(&x.bytes)),
+                    x.diffs
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                None => (String::new(), String::new()),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {}/{} | {} | {} | {} |",
+                f.key, f.failed, f.total, f.allowed, name, diffs
+            );
+        }
+        s
+    }
+
+    /// The full text report: table, allowed classes, counts and the summary line last.
+    pub fn render(&self, allow: &AllowList) -> String {
+        let mut s = String::new();
+        if self.failed() > 0 {
+            s.push_str(&self.table());
+            s.push('\n');
+        }
+        let by = self.allowed_by();
+        if !by.is_empty() {
+            s.push_str("allowed classes (tests may count in several):\n");
+            for c in &allow.classes {
+                if let Some(n) = by.get(&c.name) {
+                    let _ = writeln!(
+                        s,
+                        "  {:<24} {:>8}  {}",
+                        c.name,
+                        n,
+                        c.reason.lines().next().unwrap_or("")
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "{} tests in {} files: {} passed, {} allowed, {} failed, {} revoked skipped; pass ratio {:.4}%",
+            self.total(),
+            self.files.len(),
+            self.passed(),
+            self.allowed(),
+            self.failed(),
+            self.revoked(),
+            100.0 * self.pass_ratio()
+        );
+        s.push_str(&self.summary_line());
+        s.push('\n');
+        s
+    }
+}
+
+/// Instruction bytes as hex.
+pub fn hex_bytes(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Finds every `*.MOO.gz` under `dir` (recursively), sorted by key then path.
+pub fn discover(dir: &Path) -> Result<Vec<SuiteFile>, RunError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| RunError::Dir {
+            path: d.clone(),
+            source: e,
+        })?;
+        for e in rd {
+            let e = e.map_err(|e| RunError::Dir {
+                path: d.clone(),
+                source: e,
+            })?;
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+                if let Some(key) = name
+                    .strip_suffix(".MOO.gz")
+                    .or_else(|| name.strip_suffix(".moo.gz"))
+                {
+                    out.push(SuiteFile {
+                        key: key.to_ascii_uppercase(),
+                        path: p.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(RunError::Empty(dir.to_path_buf()));
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key).then(a.path.cmp(&b.path)));
+    Ok(out)
+}
+
+/// Finds `name` in `dir` or one of its ancestors.
+fn find_up(dir: &Path, name: &str) -> Option<PathBuf> {
+    dir.ancestors().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Reads a revocation list: one hex hash per line, `#` comments.
+pub fn parse_revocations(text: &str) -> HashSet<String> {
+    text.lines()
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Whether `key` is selected by `--only`.
+fn selected(only: &Option<String>, key: &str) -> bool {
+    match only {
+        None => true,
+        Some(o) => {
+            let o = o.to_ascii_uppercase();
+            key == o || key.split('.').next() == Some(o.as_str())
+        }
+    }
+}
+
+/// Runs the suite under `dir`, printing progress lines (verbose failures) to `log`.
+pub fn run_dir(
+    dir: &Path,
+    opts: &Options,
+    log: &mut dyn std::io::Write,
+) -> Result<Summary, RunError> {
+    let files: Vec<SuiteFile> = discover(dir)?
+        .into_iter()
+        .filter(|f| selected(&opts.only, &f.key))
+        .collect();
+    if files.is_empty() {
+        return Err(RunError::NoMatch(opts.only.clone().unwrap_or_default()));
+    }
+    let revoked = match find_up(dir, "revocation_list.txt") {
+        Some(p) => {
+            let t = std::fs::read_to_string(&p).map_err(|e| RunError::Revocation {
+                path: p.clone(),
+                source: e,
+            })?;
+            parse_revocations(&t)
+        }
+        None => HashSet::new(),
+    };
+    let mut metas: HashMap<PathBuf, Metadata> = HashMap::new();
+    let mut runner = Runner::new();
+    let mut summary = Summary::default();
+    for f in &files {
+        let fdir = f.path.parent().unwrap_or(dir).to_path_buf();
+        if !metas.contains_key(&fdir) {
+            let m = match find_up(&fdir, "metadata.json") {
+                Some(p) => {
+                    Metadata::load(&p).map_err(|e| RunError::Metadata { path: p, source: e })?
+                }
+                None => Metadata::default(),
+            };
+            metas.insert(fdir.clone(), m);
+        }
+        let meta = &metas[&fdir];
+        let moo = moo::read_gz(&f.path).map_err(|e| RunError::Moo {
+            path: f.path.clone(),
+            source: e,
+        })?;
+        let mut res = FileResult {
+            key: f.key.clone(),
+            ..Default::default()
+        };
+        let flags_mask = meta.flags_mask(&f.key);
+        for t in &moo.tests {
+            if !revoked.is_empty() && revoked.contains(&t.hash_hex()) {
+                res.revoked += 1;
+                continue;
+            }
+            res.total += 1;
+            let diffs = runner.run_test(t, flags_mask, moo.rmsk.as_ref());
+            if diffs.is_empty() {
+                res.passed += 1;
+                continue;
+            }
+            let head = Head::decode(&t.bytes);
+            match opts.allow.judge(&f.key, &head, &diffs) {
+                Verdict::Allowed(classes) => {
+                    res.allowed += 1;
+                    for c in classes {
+                        *res.allowed_by
+                            .entry(opts.allow.classes[c].name.clone())
+                            .or_insert(0) += 1;
+                    }
+                }
+                Verdict::Failed(bad) => {
+                    res.failed += 1;
+                    if opts.verbose {
+                        let d: Vec<String> = bad.iter().map(|d| d.to_string()).collect();
+                        let _ = writeln!(
+                            log,
+                            "FAIL {} #{} {} [{}]: {}",
+                            f.key,
+                            t.index,
+                            t.name,
+                            hex_bytes(&t.bytes),
+                            d.join("; ")
+                        );
+                    }
+                    if res.first.is_none() {
+                        res.first = Some(Failure {
+                            index: t.index,
+                            name: t.name.clone(),
+                            bytes: t.bytes.clone(),
+                            diffs: bad,
+                        });
+                    }
+                }
+            }
+        }
+        summary.files.push(res);
+    }
+    Ok(summary)
+}
+
+/// Whether the instruction is a REP-prefixed string instruction (runs several steps).
+fn is_rep_string(head: &Head) -> bool {
+    head.prefixes.iter().any(|p| *p == 0xF2 || *p == 0xF3)
+        && matches!(head.opcode, Some(0x6C..=0x6F | 0xA4..=0xA7 | 0xAA..=0xAF))
+}
+
+/// Executes tests on one CPU and bus, restoring memory to all-zero between tests.
+pub struct Runner {
+    h: Harness,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").finish_non_exhaustive()
+    }
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runner {
+    /// A runner with a fresh CPU and zeroed 16 MiB bus, dirty logging on (to find stray
+    /// writes).
+    pub fn new() -> Runner {
+        let mut h = Harness::new();
+        h.bus.memory().start_dirty_log();
+        Runner { h }
+    }
+
+    /// Runs one test; returns the differences after masks (empty: passed).
+    pub fn run_test(&mut self, t: &Test, flags_mask: u16, file_rmsk: Option<&Regs16>) -> Vec<Diff> {
+        let h = &mut self.h;
+        for &(a, v) in &t.init.ram {
+            h.write_byte(a, v);
+        }
+        h.bus.memory().sync_dirty();
+        h.load_real_mode(&t.init.regs);
+        let head = Head::decode(&t.bytes);
+        let mut diffs = Vec::new();
+
+        let (mut exit, mut n) = h.step();
+        if is_rep_string(&head) {
+            let (cs0, ip0) = (
+                t.init.regs.values[Reg::Cs as usize],
+                t.init.regs.values[Reg::Ip as usize],
+            );
+            let mut steps = 1;
+            while exit == CpuExit::Limit && n == 1 && steps < MAX_REP_STEPS {
+                let (r, _) = h.read_regs();
+                if r[Reg::Cs as usize] != cs0 || r[Reg::Ip as usize] != ip0 {
+                    break;
+                }
+                (exit, n) = h.step();
+                steps += 1;
+            }
+        }
+        let halt_ok = head.opcode == Some(0xF4) && exit == CpuExit::Halted;
+        if !halt_ok && (exit != CpuExit::Limit || n != 1) {
+            diffs.push(Diff::Exit {
+                what: format!("{exit:?} after {n} instructions"),
+            });
+        }
+
+        // Registers.
+        let rmsk = t.fina.rmsk.as_ref().or(file_rmsk);
+        let (got, wide) = h.read_regs();
+        for r in Reg::ALL {
+            let i = r as usize;
+            let expected = t.fina.regs.get(r).unwrap_or(t.init.regs.values[i]);
+            let undefined = rmsk.and_then(|m| m.get(r)).unwrap_or(0);
+            let mut mask = !undefined;
+            if r == Reg::Flags {
+                mask &= flags_mask;
+            }
+            if (expected ^ got[i]) & mask != 0 {
+                diffs.push(Diff::Reg {
+                    reg: r,
+                    expected,
+                    got: got[i],
+                    mask,
+                });
+            }
+        }
+        for (i, w) in wide.iter().enumerate() {
+            if w >> 16 != 0 {
+                diffs.push(Diff::High {
+                    name: GPR32_NAMES.get(i).copied().unwrap_or("eip"),
+                    got: *w,
+                });
+            }
+        }
+
+        // Memory: expected bytes, with the pushed FLAGS image masked like FLAGS.
+        let pushed_flags_addr = match (t.exception, head.opcode) {
+            (Some(e), _) => Some(e.flags_addr),
+            (None, Some(0x9C)) => {
+                let ss =
+                    t.fina
+                        .regs
+                        .get(Reg::Ss)
+                        .unwrap_or(t.init.regs.values[Reg::Ss as usize]) as u32;
+                let sp =
+                    t.fina
+                        .regs
+                        .get(Reg::Sp)
+                        .unwrap_or(t.init.regs.values[Reg::Sp as usize]) as u32;
+                Some((ss << 4) + sp)
+            }
+            _ => None,
+        };
+        let fmask = flags_mask & !rmsk.and_then(|m| m.get(Reg::Flags)).unwrap_or(0);
+        let mut expected_at: HashMap<u32, u8> =
+            HashMap::with_capacity(t.init.ram.len() + t.fina.ram.len());
+        for &(a, v) in &t.init.ram {
+            expected_at.insert(a, v);
+        }
+        let mut checked: HashSet<u32> = HashSet::with_capacity(t.fina.ram.len());
+        for &(a, v) in &t.fina.ram {
+            expected_at.insert(a, v);
+            checked.insert(a);
+            let g = h.read_byte(a);
+            let (kind, m) = match pushed_flags_addr {
+                Some(p) if a == p => (RamKind::PushedFlags { high: false }, fmask as u8),
+                Some(p) if a == p.wrapping_add(1) => {
+                    (RamKind::PushedFlags { high: true }, (fmask >> 8) as u8)
+                }
+                _ => (RamKind::Expected, 0xFF),
+            };
+            if (g ^ v) & m != 0 {
+                diffs.push(Diff::Ram {
+                    addr: a,
+                    expected: v,
+                    got: g,
+                    kind,
+                });
+            }
+        }
+
+        // Stray writes: pages the CPU wrote must hold only the expected bytes (zero where
+        // the test lists nothing).
+        let dirty = h.bus.memory().sync_dirty();
+        let mut buf = vec![0u8; PAGE_SIZE];
+        for &page in &dirty {
+            let base = page << PAGE_SHIFT;
+            h.bus.memory().read_phys(base, &mut buf);
+            for (i, &g) in buf.iter().enumerate() {
+                let a = base + i as u32;
+                if g != 0 && !checked.contains(&a) {
+                    let e = expected_at.get(&a).copied().unwrap_or(0);
+                    if g != e {
+                        diffs.push(Diff::Ram {
+                            addr: a,
+                            expected: e,
+                            got: g,
+                            kind: RamKind::Stray,
+                        });
+                    }
+                }
+            }
+        }
+        for (&a, &e) in &expected_at {
+            if e != 0
+                && !checked.contains(&a)
+                && dirty.contains(&(a >> PAGE_SHIFT))
+                && h.read_byte(a) == 0
+            {
+                diffs.push(Diff::Ram {
+                    addr: a,
+                    expected: e,
+                    got: 0,
+                    kind: RamKind::Stray,
+                });
+            }
+        }
+
+        // Restore all-zero memory for the next test.
+        for &(a, _) in t.init.ram.iter().chain(&t.fina.ram) {
+            h.write_byte(a, 0);
+        }
+        let zeros = [0u8; PAGE_SIZE];
+        for page in dirty {
+            h.bus.memory().write_phys(page << PAGE_SHIFT, &zeros);
+        }
+        h.bus.memory().sync_dirty();
+        diffs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_list_parsing() {
+        let r = parse_revocations("# comment\n\nABCDEF # bad\n  0123  \n");
+        assert!(r.contains("abcdef") && r.contains("0123"));
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn only_selection() {
+        assert!(selected(&None, "00"));
+        assert!(selected(&Some("f6".into()), "F6.4"));
+        assert!(selected(&Some("F6.4".into()), "F6.4"));
+        assert!(!selected(&Some("F6.4".into()), "F6.5"));
+        assert!(!selected(&Some("F".into()), "F6.5"));
+    }
+
+    #[test]
+    fn rep_detection() {
+        assert!(is_rep_string(&Head::decode(&[0xF3, 0xA4])));
+        assert!(is_rep_string(&Head::decode(&[0x26, 0xF2, 0xAE])));
+        assert!(!is_rep_string(&Head::decode(&[0xA4])));
+        assert!(!is_rep_string(&Head::decode(&[0xF3, 0x90])));
+    }
+
+    #[test]
+    fn summary_lines() {
+        let s = Summary {
+            files: vec![FileResult {
+                key: "00".into(),
+                total: 10,
+                passed: 7,
+                allowed: 1,
+                failed: 2,
+                first: Some(Failure {
+                    index: 3,
+                    name: "add al,bl".into(),
+                    bytes: vec![0, 0xD8],
+                    diffs: vec![Diff::Reg {
+                        reg: Reg::Ax,
+                        expected: 1,
+                        got: 2,
+                        mask: 0xFFFF,
+                    }],
+                }),
+                ..Default::default()
+            }],
+        };
+        assert_eq!(s.summary_line(), "7 passed, 2 failed");
+        assert!((s.pass_ratio() - 0.8).abs() < 1e-9);
+        let text = s.render(&AllowList::default());
+        assert!(text.ends_with("7 passed, 2 failed\n"));
+        assert!(text.contains(
+            "| 00 | 2/10 | 1 | #3 `add al,bl` [00 D8] | ax: expected 0x0001 got 0x0002 |"
+        ));
+    }
+}
