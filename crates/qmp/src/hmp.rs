@@ -797,7 +797,7 @@ impl<C: HmpContext> Expr<'_, '_, '_, C> {
                         self.p.bump();
                         (16, self.p.take_while(|c| c.is_ascii_hexdigit()))
                     } else if self.p.peek() == Some('0') {
-                        (8, self.p.take_while(|c| c.is_ascii_digit()))
+                        (8, self.p.take_while(|c| ('0'..='7').contains(&c)))
                     } else {
                         (10, self.p.take_while(|c| c.is_ascii_digit()))
                     };

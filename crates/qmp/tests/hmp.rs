@@ -118,6 +118,7 @@ fn print_and_expressions() {
         ("p 0x10 << 2", "64"),
         ("p 0x100 >> 4 + 4", "1"),
         ("p 010", "8"),
+        ("p 09", "p: extraneous characters at the end of line"),
         ("p 'a'", "97"),
         ("p 17 % 5", "2"),
         ("p 6 ^ 3 | 8", "13"),
