@@ -54,7 +54,9 @@ impl<B: Bus> FpuMemory for FpuMem<'_, B> {
     type Fault = Fault;
     fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), Fault> {
         for (i, b) in buf.iter_mut().enumerate() {
-            *b = self.cpu.rd(self.bus, self.seg, offset.wrapping_add(i as u32), 1)? as u8;
+            *b = self
+                .cpu
+                .rd(self.bus, self.seg, offset.wrapping_add(i as u32), 1)? as u8;
         }
         Ok(())
     }
@@ -64,9 +66,20 @@ impl<B: Bus> FpuMemory for FpuMem<'_, B> {
         }
         // Probe both ends so a fault leaves memory untouched.
         self.cpu.probe_write(self.bus, self.seg, offset, 1)?;
-        self.cpu.probe_write(self.bus, self.seg, offset.wrapping_add(data.len() as u32 - 1), 1)?;
+        self.cpu.probe_write(
+            self.bus,
+            self.seg,
+            offset.wrapping_add(data.len() as u32 - 1),
+            1,
+        )?;
         for (i, b) in data.iter().enumerate() {
-            self.cpu.wr(self.bus, self.seg, offset.wrapping_add(i as u32), 1, *b as u32)?;
+            self.cpu.wr(
+                self.bus,
+                self.seg,
+                offset.wrapping_add(i as u32),
+                1,
+                *b as u32,
+            )?;
         }
         Ok(())
     }
@@ -83,13 +96,29 @@ impl Cpu {
                 self.nmi_pending = false;
                 self.nmi_blocked = true;
                 self.halted = false;
-                if !self.raise(bus, Fault { vector: vec::NMI, code: None }, false, true) {
+                if !self.raise(
+                    bus,
+                    Fault {
+                        vector: vec::NMI,
+                        code: None,
+                    },
+                    false,
+                    true,
+                ) {
                     return CpuExit::TripleFault;
                 }
             } else if !self.shadow && self.eflags & IF != 0 && bus.intr_pending() {
                 if let Some(v) = bus.intr_ack() {
                     self.halted = false;
-                    if !self.raise(bus, Fault { vector: v, code: None }, false, true) {
+                    if !self.raise(
+                        bus,
+                        Fault {
+                            vector: v,
+                            code: None,
+                        },
+                        false,
+                        true,
+                    ) {
                         return CpuExit::TripleFault;
                     }
                 }
@@ -108,7 +137,15 @@ impl Cpu {
                     self.icount += 1;
                     if tf && !self.halted {
                         self.dr[6] |= 1 << 14;
-                        if !self.raise(bus, Fault { vector: vec::DB, code: None }, false, false) {
+                        if !self.raise(
+                            bus,
+                            Fault {
+                                vector: vec::DB,
+                                code: None,
+                            },
+                            false,
+                            false,
+                        ) {
                             return CpuExit::TripleFault;
                         }
                     }
@@ -148,7 +185,10 @@ impl Cpu {
                         return false;
                     }
                     cur = if is_double(cur.vector, f2.vector) {
-                        Fault { vector: vec::DF, code: Some(0) }
+                        Fault {
+                            vector: vec::DF,
+                            code: Some(0),
+                        }
                     } else {
                         f2
                     };
@@ -201,7 +241,14 @@ impl Cpu {
             self.eflags = (self.eflags & !old) | self.lf.compute(old);
         }
         let m = size_mask(n);
-        self.lf = Lazy { a: a & m, b: b & m, res: res & m, mask, kind, size: n as u8 };
+        self.lf = Lazy {
+            a: a & m,
+            b: b & m,
+            res: res & m,
+            mask,
+            kind,
+            size: n as u8,
+        };
     }
 
     /// Sets the flags in `mask` to the bits of `val` (other lazy flags are kept).
@@ -310,7 +357,11 @@ impl Cpu {
                 let scale = sib >> 6;
                 let idx = (sib >> 3) & 7;
                 let b = sib & 7;
-                let index = if idx == 4 { 0 } else { self.regs[idx as usize] << scale };
+                let index = if idx == 4 {
+                    0
+                } else {
+                    self.regs[idx as usize] << scale
+                };
                 if b == 5 && md == 0 {
                     base = self.fetch32(bus)?;
                 } else {
@@ -490,9 +541,16 @@ impl Cpu {
             }
             4 | 6 => {
                 let r = ((v as u64) << cnt) as u32 & m;
-                let cf = if cnt <= bits { (v as u64 >> (bits - cnt)) & 1 != 0 } else { false };
+                let cf = if cnt <= bits {
+                    (v as u64 >> (bits - cnt)) & 1 != 0
+                } else {
+                    false
+                };
                 let r2 = r;
-                self.set_flags(CF | OF | AF, (cf as u32) | (((r2 & s != 0) ^ cf) as u32) << 11);
+                self.set_flags(
+                    CF | OF | AF,
+                    (cf as u32) | (((r2 & s != 0) ^ cf) as u32) << 11,
+                );
                 self.set_lazy(K_LOGIC, n, 0, 0, r, ZF | SF | PF);
                 return r;
             }
@@ -581,7 +639,13 @@ impl Cpu {
     pub(crate) fn step<B: Bus>(&mut self, bus: &mut B) -> Res<()> {
         self.start_eip = self.eip;
         let d = self.segs[sreg::CS].big;
-        let mut p = Pfx { op32: d, a32: d, seg: NO_SEG, rep: 0, lock: false };
+        let mut p = Pfx {
+            op32: d,
+            a32: d,
+            seg: NO_SEG,
+            rep: 0,
+            lock: false,
+        };
         let mut count = 0;
         let op = loop {
             let b = self.fetch8(bus)?;
@@ -745,7 +809,11 @@ impl Cpu {
             0x69 | 0x6B => {
                 let (m, o) = self.modrm(bus, p)?;
                 let a = self.rop(bus, o, nv)?;
-                let b = if op == 0x69 { self.imm(bus, nv)? } else { self.fetch8(bus)? as i8 as u32 };
+                let b = if op == 0x69 {
+                    self.imm(bus, nv)?
+                } else {
+                    self.fetch8(bus)? as i8 as u32
+                };
                 let r = self.imul2(a, b, nv);
                 self.wreg((m >> 3) & 7, nv, r);
             }
@@ -761,7 +829,11 @@ impl Cpu {
                 let n = if op & 1 == 0 { 1 } else { nv };
                 let (m, o) = self.modrm(bus, p)?;
                 let a = self.rop(bus, o, n)?;
-                let b = if op == 0x81 { self.imm(bus, n)? } else { self.fetch8(bus)? as i8 as u32 };
+                let b = if op == 0x81 {
+                    self.imm(bus, n)?
+                } else {
+                    self.fetch8(bus)? as i8 as u32
+                };
                 let aop = (m >> 3) & 7;
                 let r = self.alu(aop, a, b, n);
                 if aop != 7 {
@@ -830,7 +902,9 @@ impl Cpu {
                 let old = self.regs[4];
                 // The address is computed with ESP already incremented.
                 self.regs[4] = sp;
-                let r = self.modrm(bus, p).and_then(|(_, o)| self.wop(bus, o, nv, v));
+                let r = self
+                    .modrm(bus, p)
+                    .and_then(|(_, o)| self.wop(bus, o, nv, v));
                 if let Err(e) = r {
                     self.regs[4] = old;
                     return Err(e);
@@ -854,9 +928,17 @@ impl Cpu {
             }
             0x99 => {
                 if p.op32 {
-                    self.regs[2] = if self.regs[0] & 0x8000_0000 != 0 { !0 } else { 0 };
+                    self.regs[2] = if self.regs[0] & 0x8000_0000 != 0 {
+                        !0
+                    } else {
+                        0
+                    };
                 } else {
-                    let v = if self.regs[0] & 0x8000 != 0 { 0xFFFF } else { 0 };
+                    let v = if self.regs[0] & 0x8000 != 0 {
+                        0xFFFF
+                    } else {
+                        0
+                    };
                     self.wreg(2, 2, v);
                 }
             }
@@ -897,8 +979,16 @@ impl Cpu {
             }
             0xA0..=0xA3 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let off = if p.a32 { self.fetch32(bus)? } else { self.fetch16(bus)? as u32 };
-                let s = if p.seg == NO_SEG { sreg::DS } else { p.seg as usize };
+                let off = if p.a32 {
+                    self.fetch32(bus)?
+                } else {
+                    self.fetch16(bus)? as u32
+                };
+                let s = if p.seg == NO_SEG {
+                    sreg::DS
+                } else {
+                    p.seg as usize
+                };
                 if op < 0xA2 {
                     let v = self.rd(bus, s, off, n)?;
                     self.wreg(0, n, v);
@@ -940,7 +1030,11 @@ impl Cpu {
                 }
             }
             0xC2 | 0xC3 => {
-                let imm = if op == 0xC2 { self.fetch16(bus)? as u32 } else { 0 };
+                let imm = if op == 0xC2 {
+                    self.fetch16(bus)? as u32
+                } else {
+                    0
+                };
                 let mut sp = self.regs[4];
                 let t = self.pop_at(bus, &mut sp, nv)?;
                 self.control_transfer_near(t, p.op32)?;
@@ -974,14 +1068,14 @@ impl Cpu {
                 let imm = if op == 0xCA { self.fetch16(bus)? } else { 0 };
                 self.far_ret(bus, p.op32, imm)?;
             }
-            0xCC => self.soft_int(bus, 3)?,
+            0xCC => self.soft_int(bus, vec::BP)?,
             0xCD => {
                 let v = self.fetch8(bus)?;
                 self.soft_int(bus, v)?;
             }
             0xCE => {
                 if self.flag(OF) {
-                    self.soft_int(bus, 4)?;
+                    self.soft_int(bus, vec::OF)?;
                 }
             }
             0xCF => self.iret(bus, p.op32)?,
@@ -1008,12 +1102,20 @@ impl Cpu {
                 self.wreg(0, 1, v);
             }
             0xD7 => {
-                let base = if p.a32 { self.regs[3] } else { self.regs[3] & 0xFFFF };
+                let base = if p.a32 {
+                    self.regs[3]
+                } else {
+                    self.regs[3] & 0xFFFF
+                };
                 let mut off = base.wrapping_add(self.regs[0] & 0xFF);
                 if !p.a32 {
                     off &= 0xFFFF;
                 }
-                let s = if p.seg == NO_SEG { sreg::DS } else { p.seg as usize };
+                let s = if p.seg == NO_SEG {
+                    sreg::DS
+                } else {
+                    p.seg as usize
+                };
                 let v = self.rd(bus, s, off, 1)?;
                 self.wreg(0, 1, v);
             }
@@ -1040,7 +1142,11 @@ impl Cpu {
             }
             0xE4..=0xE7 | 0xEC..=0xEF => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let port = if op < 0xE8 { self.fetch8(bus)? as u16 } else { self.regs[2] as u16 };
+                let port = if op < 0xE8 {
+                    self.fetch8(bus)? as u16
+                } else {
+                    self.regs[2] as u16
+                };
                 self.io_check(bus, port, n)?;
                 self.io_done = true;
                 if op & 2 == 0 {
@@ -1118,7 +1224,11 @@ impl Cpu {
                     return ud();
                 }
                 let a = self.rop(bus, o, 1)?;
-                let (res, kind) = if r == 0 { (a.wrapping_add(1), K_ADD) } else { (a.wrapping_sub(1), K_SUB) };
+                let (res, kind) = if r == 0 {
+                    (a.wrapping_add(1), K_ADD)
+                } else {
+                    (a.wrapping_sub(1), K_SUB)
+                };
                 self.wop(bus, o, 1, res)?;
                 self.set_lazy(kind, 1, a, 1, res, ARITH & !CF);
             }
@@ -1318,7 +1428,11 @@ impl Cpu {
             }
         }
         if old_al > 0x99 || old_cf {
-            al = if sub { al.wrapping_sub(0x60) & 0xFF } else { (al + 0x60) & 0xFF };
+            al = if sub {
+                al.wrapping_sub(0x60) & 0xFF
+            } else {
+                (al + 0x60) & 0xFF
+            };
             cf = true;
         }
         self.wreg(0, 1, al);
@@ -1342,19 +1456,40 @@ impl Cpu {
         ax &= 0xFF0F;
         self.wreg(0, 2, ax);
         let f = if adj { CF | AF } else { 0 };
-        self.set_flags(ARITH, f | if parity(ax) { PF } else { 0 } | if ax & 0xFF == 0 { ZF } else { 0 });
+        self.set_flags(
+            ARITH,
+            f | if parity(ax) { PF } else { 0 } | if ax & 0xFF == 0 { ZF } else { 0 },
+        );
     }
 
     // ---- strings ----
 
     fn string<B: Bus>(&mut self, bus: &mut B, op: u8, p: &Pfx) -> Res<()> {
-        let n = if op & 1 == 0 { 1 } else if p.op32 { 4 } else { 2 };
+        let n: u32 = if op & 1 == 0 {
+            1
+        } else if p.op32 {
+            4
+        } else {
+            2
+        };
         let am = if p.a32 { 0xFFFF_FFFF } else { 0xFFFF };
-        let delta = if self.eflags & DF != 0 { (n as u32).wrapping_neg() } else { n };
-        let src_seg = if p.seg == NO_SEG { sreg::DS } else { p.seg as usize };
+        let delta = if self.eflags & DF != 0 {
+            n.wrapping_neg()
+        } else {
+            n
+        };
+        let src_seg = if p.seg == NO_SEG {
+            sreg::DS
+        } else {
+            p.seg as usize
+        };
         let rep = p.rep != 0;
         let mut iters: u64 = 0;
-        let budget = if rep { (self.run_limit.saturating_sub(self.icount)).clamp(1, REP_CHUNK) } else { 1 };
+        let budget = if rep {
+            (self.run_limit.saturating_sub(self.icount)).clamp(1, REP_CHUNK)
+        } else {
+            1
+        };
         if rep && self.regs[1] & am == 0 {
             return Ok(());
         }
@@ -1478,10 +1613,15 @@ impl Cpu {
             dp: ea.unwrap_or(0),
             ds: self.segs[seg].sel,
             opcode: (((op & 7) as u16) << 8) | m as u16,
+            eflags: self.get_eflags(),
         };
-        let mut fpu = std::mem::replace(&mut self.fpu, crate::fpu_impl::Fpu::new());
+        let mut fpu = std::mem::take(&mut self.fpu);
         let r = {
-            let mut mem = FpuMem { cpu: self, bus, seg };
+            let mut mem = FpuMem {
+                cpu: self,
+                bus,
+                seg,
+            };
             fpu.execute(op, m, ea, &ctx, &mut mem)
         };
         self.fpu = fpu;
@@ -1491,6 +1631,12 @@ impl Cpu {
                 self.wreg(0, 2, v as u32);
                 Ok(())
             }
+            Ok(FpuOutcome::SetFlags { zf, pf, cf }) => {
+                let v = if zf { ZF } else { 0 } | if pf { PF } else { 0 } | if cf { CF } else { 0 };
+                self.set_flags(ARITH, v);
+                Ok(())
+            }
+            Err(FpuError::Undefined) => ud(),
             Err(FpuError::Fault(f)) => Err(f),
             Err(FpuError::PendingException) => {
                 if self.cr0 & CR0_NE != 0 {
@@ -1515,7 +1661,11 @@ impl Cpu {
                 let (m, o) = self.modrm(bus, p)?;
                 match (m >> 3) & 7 {
                     0 | 1 => {
-                        let v = if m & 0x38 == 0 { self.ldtr.sel } else { self.tr.sel } as u32;
+                        let v = if m & 0x38 == 0 {
+                            self.ldtr.sel
+                        } else {
+                            self.tr.sel
+                        } as u32;
                         match o {
                             Opnd::Reg(r) => self.wreg(r, nv, v),
                             _ => self.wop(bus, o, 2, v)?,
@@ -1732,7 +1882,11 @@ impl Cpu {
                 };
                 let o = match o {
                     Opnd::Mem(s, off) => {
-                        let sbit = if nv == 4 { bit as i32 } else { bit as i16 as i32 };
+                        let sbit = if nv == 4 {
+                            bit as i32
+                        } else {
+                            bit as i16 as i32
+                        };
                         let disp = (sbit >> (if nv == 4 { 5 } else { 4 })) * nv as i32;
                         let mut a = off.wrapping_add(disp as u32);
                         if !p.a32 {
@@ -1755,7 +1909,11 @@ impl Cpu {
             }
             0xA4 | 0xA5 | 0xAC | 0xAD => {
                 let (m, o) = self.modrm(bus, p)?;
-                let cnt = if op & 1 == 0 { self.fetch8(bus)? as u32 } else { self.regs[1] & 0xFF };
+                let cnt = if op & 1 == 0 {
+                    self.fetch8(bus)? as u32
+                } else {
+                    self.regs[1] & 0xFF
+                };
                 let dst = self.rop(bus, o, nv)?;
                 let src = self.rreg((m >> 3) & 7, nv);
                 if cnt & 0x1F != 0 {
@@ -1814,7 +1972,11 @@ impl Cpu {
                 if v == 0 {
                     self.set_flags(ZF, ZF);
                 } else {
-                    let i = if op == 0xBC { v.trailing_zeros() } else { 31 - v.leading_zeros() };
+                    let i = if op == 0xBC {
+                        v.trailing_zeros()
+                    } else {
+                        31 - v.leading_zeros()
+                    };
                     self.wreg((m >> 3) & 7, nv, i);
                     self.set_flags(ZF, 0);
                 }
@@ -1899,7 +2061,10 @@ impl Cpu {
 
     fn lldt<B: Bus>(&mut self, bus: &mut B, sel: u16) -> Res<()> {
         if sel & 0xFFFC == 0 {
-            self.ldtr = crate::Seg { sel, ..Default::default() };
+            self.ldtr = crate::Seg {
+                sel,
+                ..Default::default()
+            };
             return Ok(());
         }
         if sel & 4 != 0 {
@@ -1950,7 +2115,11 @@ impl Cpu {
         if !d.conforming() && (d.dpl() < self.cpl || d.dpl() < (sel & 3) as u8) {
             return Ok(false);
         }
-        Ok(if write { d.writable_data() } else { d.readable() })
+        Ok(if write {
+            d.writable_data()
+        } else {
+            d.readable()
+        })
     }
 
     fn lar_lsl<B: Bus>(&mut self, bus: &mut B, sel: u16, lsl: bool) -> Res<Option<u32>> {
@@ -2046,8 +2215,15 @@ impl Cpu {
 }
 
 /// CPUID.1 EDX: FPU DE PSE TSC MSR CX8 SEP PGE CMOV.
-pub const CPUID_FEATURES_EDX: u32 =
-    (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 11) | (1 << 13) | (1 << 15);
+pub const CPUID_FEATURES_EDX: u32 = (1 << 0)
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 8)
+    | (1 << 11)
+    | (1 << 13)
+    | (1 << 15);
 
 #[allow(dead_code)]
 const _: u32 = AC | ID | NT | CR0_WP;

@@ -88,7 +88,7 @@ pub(crate) fn sign_bit(size: u32) -> u32 {
 /// PF for a result: set when the low byte has an even number of ones.
 #[inline(always)]
 pub(crate) fn parity(v: u32) -> bool {
-    (v as u8).count_ones() % 2 == 0
+    (v as u8).count_ones().is_multiple_of(2)
 }
 
 impl Lazy {
@@ -179,7 +179,14 @@ mod tests {
     use super::*;
 
     fn lz(kind: u8, size: u8, a: u32, b: u32, res: u32) -> Lazy {
-        Lazy { a, b, res, mask: ARITH, kind, size }
+        Lazy {
+            a,
+            b,
+            res,
+            mask: ARITH,
+            kind,
+            size,
+        }
     }
 
     #[test]

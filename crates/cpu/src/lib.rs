@@ -14,10 +14,9 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod exec;
 pub mod flags;
 pub mod fpu;
-mod fpu_shim;
-mod exec;
 mod mmu;
 mod seg;
 mod state;
@@ -25,8 +24,8 @@ pub mod testbus;
 
 pub use state::{CpuState, CpuStateError, Registers, SegmentView, TableView};
 
-use fpu_shim as fpu_impl;
 use flags::Lazy;
+use fpu as fpu_impl;
 
 /// What the CPU sees of the board. The machine implements it; every call is meant to be
 /// inlined.
@@ -95,11 +94,17 @@ pub(crate) type Res<T> = Result<T, Fault>;
 
 #[inline]
 pub(crate) fn gp<T>(code: u32) -> Res<T> {
-    Err(Fault { vector: vec::GP, code: Some(code) })
+    Err(Fault {
+        vector: vec::GP,
+        code: Some(code),
+    })
 }
 #[inline]
 pub(crate) fn ud<T>() -> Res<T> {
-    Err(Fault { vector: vec::UD, code: None })
+    Err(Fault {
+        vector: vec::UD,
+        code: None,
+    })
 }
 #[inline]
 pub(crate) fn fault<T>(vector: u8, code: Option<u32>) -> Res<T> {
@@ -144,7 +149,13 @@ pub(crate) struct Seg {
 
 impl Seg {
     pub(crate) fn from_cache(sel: u16, base: u32, limit: u32, attr: u16) -> Seg {
-        let mut s = Seg { sel, base, limit, attr, ..Default::default() };
+        let mut s = Seg {
+            sel,
+            base,
+            limit,
+            attr,
+            ..Default::default()
+        };
         s.derive();
         s
     }
@@ -281,7 +292,12 @@ impl Cpu {
             mem_gen: u64::MAX,
             tlb_user: 0,
             tlb: vec![
-                TlbEntry { rtag: mmu::NO_TAG, wtag: mmu::NO_TAG, global: false, off: 0 };
+                TlbEntry {
+                    rtag: mmu::NO_TAG,
+                    wtag: mmu::NO_TAG,
+                    global: false,
+                    off: 0
+                };
                 2 * mmu::TLB_SIZE
             ]
             .into_boxed_slice(),
@@ -304,8 +320,14 @@ impl Cpu {
         self.segs[sreg::CS] = Seg::from_cache(0xF000, 0xFFFF_0000, 0xFFFF, 0x9B);
         self.ldtr = Seg::from_cache(0, 0, 0xFFFF, 0x82);
         self.tr = Seg::from_cache(0, 0, 0xFFFF, 0x8B);
-        self.gdtr = Dtr { base: 0, limit: 0xFFFF };
-        self.idtr = Dtr { base: 0, limit: 0xFFFF };
+        self.gdtr = Dtr {
+            base: 0,
+            limit: 0xFFFF,
+        };
+        self.idtr = Dtr {
+            base: 0,
+            limit: 0xFFFF,
+        };
         self.cr0 = 0x6000_0010;
         self.cr2 = 0;
         self.cr3 = 0;
@@ -375,9 +397,10 @@ impl Cpu {
         self.regs.get(index).copied().unwrap_or(0)
     }
 
-    /// Sets EIP.
+    /// Sets EIP (and wakes a halted CPU: execution continues there).
     pub fn set_eip(&mut self, eip: u32) {
         self.eip = eip;
+        self.halted = false;
     }
 
     /// EIP.
@@ -425,12 +448,18 @@ impl Cpu {
 
     /// Sets the GDTR.
     pub fn set_gdtr(&mut self, base: u32, limit: u16) {
-        self.gdtr = Dtr { base, limit: limit as u32 };
+        self.gdtr = Dtr {
+            base,
+            limit: limit as u32,
+        };
     }
 
     /// Sets the IDTR.
     pub fn set_idtr(&mut self, base: u32, limit: u16) {
-        self.idtr = Dtr { base, limit: limit as u32 };
+        self.idtr = Dtr {
+            base,
+            limit: limit as u32,
+        };
     }
 
     /// Full EFLAGS value.

@@ -88,15 +88,6 @@ impl Cpu {
         }
     }
 
-    /// Drops fast write entries that point at the store page `off`.
-    pub(crate) fn drop_write_entries(&mut self, off: usize) {
-        for e in self.tlb.iter_mut() {
-            if e.wtag != NO_TAG && e.off == off {
-                e.wtag = NO_TAG;
-            }
-        }
-    }
-
     /// Flushes the TLB if the memory map changed since it was filled.
     #[inline]
     pub(crate) fn check_mem_generation(&mut self, mem: &Memory) {
@@ -149,7 +140,16 @@ impl Cpu {
             let phys = (pde & 0xFFC0_0000) | (lin & 0x003F_FFFF);
             let can_write = npde & PTE_D != 0 && (wok || !user && !wp);
             let global = pde & PTE_G != 0 && self.cr4 & CR4_PGE != 0;
-            self.tlb_fill(bus.memory(), lin, phys, write, can_write, global, true, user);
+            self.tlb_fill(
+                bus.memory(),
+                lin,
+                phys,
+                write,
+                can_write,
+                global,
+                true,
+                user,
+            );
             return Ok(phys);
         }
         let pte_addr = (pde & 0xFFFF_F000) | (((lin >> 12) & 0x3FF) << 2);
@@ -175,7 +175,16 @@ impl Cpu {
         let phys = (pte & 0xFFFF_F000) | (lin & 0xFFF);
         let can_write = npte & PTE_D != 0 && (wok || !user && !wp);
         let global = pte & PTE_G != 0 && self.cr4 & CR4_PGE != 0;
-        self.tlb_fill(bus.memory(), lin, phys, write, can_write, global, false, user);
+        self.tlb_fill(
+            bus.memory(),
+            lin,
+            phys,
+            write,
+            can_write,
+            global,
+            false,
+            user,
+        );
         Ok(phys)
     }
 
@@ -200,7 +209,11 @@ impl Cpu {
         let Some(off) = mem.fast_read_page(page) else {
             return;
         };
-        let woff = if write || can_write { mem.fast_write_page(page) } else { None };
+        let woff = if write || can_write {
+            mem.fast_write_page(page)
+        } else {
+            None
+        };
         let idx = ((lin >> 12) as usize & (TLB_SIZE - 1)) + if user { TLB_SIZE } else { 0 };
         let tag = lin & 0xFFFF_F000;
         if large {
@@ -211,7 +224,11 @@ impl Cpu {
         e.rtag = tag;
         e.off = off;
         e.global = global;
-        e.wtag = if woff == Some(off) && can_write { tag } else { NO_TAG };
+        e.wtag = if woff == Some(off) && can_write {
+            tag
+        } else {
+            NO_TAG
+        };
     }
 
     // ---- linear access ----
@@ -277,7 +294,11 @@ impl Cpu {
             let mut v = 0;
             for i in 0..n {
                 let a = lin.wrapping_add(i);
-                let pa = if a & 0xFFF >= lin & 0xFFF { p0.wrapping_add(i) } else { p1 + (a & 0xFFF) };
+                let pa = if a & 0xFFF >= lin & 0xFFF {
+                    p0.wrapping_add(i)
+                } else {
+                    p1 + (a & 0xFFF)
+                };
                 v |= self.phys_read(bus, pa, 1) << (8 * i);
             }
             return Ok(v);
@@ -301,7 +322,11 @@ impl Cpu {
             let p1 = self.translate(bus, next, Acc::Write, user)?;
             for i in 0..n {
                 let a = lin.wrapping_add(i);
-                let pa = if a & 0xFFF >= lin & 0xFFF { p0.wrapping_add(i) } else { p1 + (a & 0xFFF) };
+                let pa = if a & 0xFFF >= lin & 0xFFF {
+                    p0.wrapping_add(i)
+                } else {
+                    p1 + (a & 0xFFF)
+                };
                 self.phys_write(bus, pa, 1, v >> (8 * i));
             }
             return Ok(());
@@ -398,14 +423,27 @@ impl Cpu {
 
     /// Writes `n` bytes at `seg:off`.
     #[inline(always)]
-    pub(crate) fn wr<B: Bus>(&mut self, bus: &mut B, s: usize, off: u32, n: u32, v: u32) -> Res<()> {
+    pub(crate) fn wr<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        s: usize,
+        off: u32,
+        n: u32,
+        v: u32,
+    ) -> Res<()> {
         let lin = self.seg_check(s, off, n, true)?;
         self.wr_lin(bus, lin, n, v)
     }
 
     /// Checks that a write of `n` bytes at `seg:off` would succeed (segment and page), without
     /// writing. Used before multi-part updates that must not be half done.
-    pub(crate) fn probe_write<B: Bus>(&mut self, bus: &mut B, s: usize, off: u32, n: u32) -> Res<()> {
+    pub(crate) fn probe_write<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        s: usize,
+        off: u32,
+        n: u32,
+    ) -> Res<()> {
         let lin = self.seg_check(s, off, n, true)?;
         let user = self.cpl == 3;
         self.translate(bus, lin, Acc::Write, user)?;
@@ -421,7 +459,10 @@ impl Cpu {
         let cs = &self.segs[sreg::CS];
         let off = self.eip;
         if off > cs.limit {
-            return Err(Fault { vector: vec::GP, code: Some(0) });
+            return Err(Fault {
+                vector: vec::GP,
+                code: Some(0),
+            });
         }
         let lin = cs.base.wrapping_add(off);
         self.eip = off.wrapping_add(1);
@@ -461,8 +502,7 @@ impl Cpu {
             if pde & PTE_PS != 0 && self.cr4 & CR4_PSE != 0 {
                 (pde & 0xFFC0_0000) | (linear & 0x003F_FFFF)
             } else {
-                let pte = mem
-                    .read_u32((pde & 0xFFFF_F000) | (((linear >> 12) & 0x3FF) << 2));
+                let pte = mem.read_u32((pde & 0xFFFF_F000) | (((linear >> 12) & 0x3FF) << 2));
                 if pte & PTE_P == 0 {
                     return None;
                 }

@@ -151,7 +151,10 @@ impl Cpu {
             return Ok(());
         }
         if sel & 0xFFFC == 0 {
-            self.segs[s] = Seg { sel, ..Seg::default() };
+            self.segs[s] = Seg {
+                sel,
+                ..Seg::default()
+            };
             return Ok(());
         }
         let d = self.fetch_desc(bus, sel, vec::GP)?;
@@ -182,7 +185,11 @@ impl Cpu {
         } else {
             (*sp & 0xFFFF_0000) | (sp.wrapping_sub(n) & 0xFFFF)
         };
-        let off = if self.segs[sreg::SS].big { nsp } else { nsp & 0xFFFF };
+        let off = if self.segs[sreg::SS].big {
+            nsp
+        } else {
+            nsp & 0xFFFF
+        };
         self.wr(bus, sreg::SS, off, n, v)?;
         *sp = nsp;
         Ok(())
@@ -193,14 +200,21 @@ impl Cpu {
         let big = self.segs[sreg::SS].big;
         let off = if big { *sp } else { *sp & 0xFFFF };
         let v = self.rd(bus, sreg::SS, off, n)?;
-        *sp = if big { sp.wrapping_add(n) } else { (*sp & 0xFFFF_0000) | (sp.wrapping_add(n) & 0xFFFF) };
+        *sp = if big {
+            sp.wrapping_add(n)
+        } else {
+            (*sp & 0xFFFF_0000) | (sp.wrapping_add(n) & 0xFFFF)
+        };
         Ok(v)
     }
 
     /// Reads the stack for privilege level `dpl` from the current TSS.
     fn tss_stack<B: Bus>(&mut self, bus: &mut B, dpl: u8, ext: u32) -> Res<(u16, u32)> {
         let t = self.tr.attr & 0xF;
-        let tss_fault = Fault { vector: vec::TS, code: Some((self.tr.sel & 0xFFFC) as u32 | ext) };
+        let tss_fault = Fault {
+            vector: vec::TS,
+            code: Some((self.tr.sel & 0xFFFC) as u32 | ext),
+        };
         if t == 9 || t == 0xB {
             let off = 4 + dpl as u32 * 8;
             if off + 5 > self.tr.limit {
@@ -223,7 +237,14 @@ impl Cpu {
     }
 
     /// Validates a stack segment for privilege `dpl` (from a TSS or a return frame).
-    fn check_stack_seg<B: Bus>(&mut self, bus: &mut B, sel: u16, dpl: u8, v: u8, ext: u32) -> Res<Desc> {
+    fn check_stack_seg<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        sel: u16,
+        dpl: u8,
+        v: u8,
+        ext: u32,
+    ) -> Res<Desc> {
         let code = (sel & 0xFFFC) as u32 | ext;
         if sel & 0xFFFC == 0 {
             return fault(v, Some(ext));
@@ -250,7 +271,10 @@ impl Cpu {
             let code = sg.attr & 0x18 == 0x18;
             let conforming = code && sg.attr & 4 != 0;
             if sg.attr & 0x10 != 0 && !conforming && sg.dpl() < self.cpl {
-                self.segs[s] = Seg { sel: 0, ..Seg::default() };
+                self.segs[s] = Seg {
+                    sel: 0,
+                    ..Seg::default()
+                };
             }
         }
     }
@@ -337,7 +361,11 @@ impl Cpu {
         }
         let gate32 = g.typ() == 0xC;
         let tsel = (g.lo >> 16) as u16;
-        let toff = if gate32 { (g.lo & 0xFFFF) | (g.hi & 0xFFFF_0000) } else { g.lo & 0xFFFF };
+        let toff = if gate32 {
+            (g.lo & 0xFFFF) | (g.hi & 0xFFFF_0000)
+        } else {
+            g.lo & 0xFFFF
+        };
         let params = g.hi & 0x1F;
         if tsel & 0xFFFC == 0 {
             return gp(0);
@@ -594,7 +622,14 @@ impl Cpu {
         self.put_eflags((cur & !mask) | (fl & mask));
     }
 
-    fn iret_to_v86<B: Bus>(&mut self, bus: &mut B, mut sp: u32, eip: u32, cs: u16, fl: u32) -> Res<()> {
+    fn iret_to_v86<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        mut sp: u32,
+        eip: u32,
+        cs: u16,
+        fl: u32,
+    ) -> Res<()> {
         let nesp = self.pop_at(bus, &mut sp, 4)?;
         let nss = self.pop_at(bus, &mut sp, 4)? as u16;
         let es = self.pop_at(bus, &mut sp, 4)? as u16;
@@ -602,7 +637,14 @@ impl Cpu {
         let fs = self.pop_at(bus, &mut sp, 4)? as u16;
         let gs = self.pop_at(bus, &mut sp, 4)? as u16;
         self.put_eflags((fl & crate::flags::WRITABLE) | VM);
-        for (s, sel) in [(sreg::CS, cs), (sreg::SS, nss), (sreg::ES, es), (sreg::DS, ds), (sreg::FS, fs), (sreg::GS, gs)] {
+        for (s, sel) in [
+            (sreg::CS, cs),
+            (sreg::SS, nss),
+            (sreg::ES, es),
+            (sreg::DS, ds),
+            (sreg::FS, fs),
+            (sreg::GS, gs),
+        ] {
             self.segs[s] = Seg::from_cache(sel, (sel as u32) << 4, 0xFFFF, 0xF3);
         }
         self.set_cpl(3);
@@ -654,7 +696,11 @@ impl Cpu {
         let gate32 = typ & 8 != 0;
         let trap = typ & 1 != 0;
         let sel = (lo >> 16) as u16;
-        let off = if gate32 { (lo & 0xFFFF) | (hi & 0xFFFF_0000) } else { lo & 0xFFFF };
+        let off = if gate32 {
+            (lo & 0xFFFF) | (hi & 0xFFFF_0000)
+        } else {
+            lo & 0xFFFF
+        };
         if sel & 0xFFFC == 0 {
             return gp(e);
         }
@@ -714,7 +760,10 @@ impl Cpu {
             self.set_sp_val(sp);
             if was_v86 {
                 for s in [sreg::GS, sreg::FS, sreg::DS, sreg::ES] {
-                    self.segs[s] = Seg { sel: 0, ..Seg::default() };
+                    self.segs[s] = Seg {
+                        sel: 0,
+                        ..Seg::default()
+                    };
                 }
             }
             self.set_cs(&d, sel, dpl);
@@ -821,7 +870,11 @@ impl Cpu {
         let tselc = (tsel & 0xFFFC) as u32;
         let t = td.typ();
         let busy_ok = kind == Switch::Iret;
-        let valid = if busy_ok { t == 3 || t == 0xB } else { t == 1 || t == 9 };
+        let valid = if busy_ok {
+            t == 3 || t == 0xB
+        } else {
+            t == 1 || t == 9
+        };
         if td.is_cd() || !valid {
             return gp(tselc);
         }
@@ -878,7 +931,12 @@ impl Cpu {
                 self.wr_sys(bus, ob.wrapping_add(0x28 + 4 * i), 4, self.regs[i as usize])?;
             }
             for i in 0..6 {
-                self.wr_sys(bus, ob.wrapping_add(0x48 + 4 * i), 2, self.segs[i as usize].sel as u32)?;
+                self.wr_sys(
+                    bus,
+                    ob.wrapping_add(0x48 + 4 * i),
+                    2,
+                    self.segs[i as usize].sel as u32,
+                )?;
             }
         } else {
             self.wr_sys(bus, ob.wrapping_add(0x0E), 2, self.eip)?;
@@ -887,7 +945,12 @@ impl Cpu {
                 self.wr_sys(bus, ob.wrapping_add(0x12 + 2 * i), 2, self.regs[i as usize])?;
             }
             for i in 0..4 {
-                self.wr_sys(bus, ob.wrapping_add(0x22 + 2 * i), 2, self.segs[i as usize].sel as u32)?;
+                self.wr_sys(
+                    bus,
+                    ob.wrapping_add(0x22 + 2 * i),
+                    2,
+                    self.segs[i as usize].sel as u32,
+                )?;
             }
         }
         // Busy bits.
@@ -930,7 +993,10 @@ impl Cpu {
         self.put_eflags(f & (crate::flags::WRITABLE | 2));
         // LDT.
         if nldt & 0xFFFC == 0 {
-            self.ldtr = Seg { sel: nldt, ..Seg::default() };
+            self.ldtr = Seg {
+                sel: nldt,
+                ..Seg::default()
+            };
         } else {
             if nldt & 4 != 0 {
                 return fault(vec::TS, Some((nldt & 0xFFFC) as u32));
@@ -964,7 +1030,14 @@ impl Cpu {
             for s in [sreg::SS, sreg::ES, sreg::DS, sreg::FS, sreg::GS] {
                 let sel = nsegs[s];
                 if let Err(f) = self.load_seg(bus, s, sel) {
-                    return fault(if f.vector == vec::GP { vec::TS } else { f.vector }, f.code);
+                    return fault(
+                        if f.vector == vec::GP {
+                            vec::TS
+                        } else {
+                            f.vector
+                        },
+                        f.code,
+                    );
                 }
             }
         }

@@ -138,7 +138,12 @@ pub enum CpuStateError {
 }
 
 fn view(s: &Seg) -> SegmentView {
-    SegmentView { selector: s.sel, base: s.base, limit: s.limit, attr: s.attr }
+    SegmentView {
+        selector: s.sel,
+        base: s.base,
+        limit: s.limit,
+        attr: s.attr,
+    }
 }
 
 fn unview(v: &SegmentView) -> Seg {
@@ -159,8 +164,14 @@ impl Cpu {
             segs: [0, 1, 2, 3, 4, 5].map(|i| view(&self.segs[i])),
             ldtr: view(&self.ldtr),
             tr: view(&self.tr),
-            gdtr: TableView { base: self.gdtr.base, limit: self.gdtr.limit },
-            idtr: TableView { base: self.idtr.base, limit: self.idtr.limit },
+            gdtr: TableView {
+                base: self.gdtr.base,
+                limit: self.gdtr.limit,
+            },
+            idtr: TableView {
+                base: self.idtr.base,
+                limit: self.idtr.limit,
+            },
             cr0: self.cr0,
             cr2: self.cr2,
             cr3: self.cr3,
@@ -192,8 +203,14 @@ impl Cpu {
             segs: [0, 1, 2, 3, 4, 5].map(|i| view(&self.segs[i])),
             ldtr: view(&self.ldtr),
             tr: view(&self.tr),
-            gdtr: TableView { base: self.gdtr.base, limit: self.gdtr.limit },
-            idtr: TableView { base: self.idtr.base, limit: self.idtr.limit },
+            gdtr: TableView {
+                base: self.gdtr.base,
+                limit: self.gdtr.limit,
+            },
+            idtr: TableView {
+                base: self.idtr.base,
+                limit: self.idtr.limit,
+            },
             cr: [self.cr0, self.cr2, self.cr3, self.cr4],
             dr: self.dr,
             cpl: self.cpl,
@@ -239,8 +256,14 @@ impl Cpu {
         }
         self.ldtr = unview(&s.ldtr);
         self.tr = unview(&s.tr);
-        self.gdtr = Dtr { base: s.gdtr.base, limit: s.gdtr.limit };
-        self.idtr = Dtr { base: s.idtr.base, limit: s.idtr.limit };
+        self.gdtr = Dtr {
+            base: s.gdtr.base,
+            limit: s.gdtr.limit,
+        };
+        self.idtr = Dtr {
+            base: s.idtr.base,
+            limit: s.idtr.limit,
+        };
         self.cr0 = s.cr[0] | 0x10;
         self.cr2 = s.cr[1];
         self.cr3 = s.cr[2];

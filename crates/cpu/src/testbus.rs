@@ -121,12 +121,24 @@ impl Bus for TestBus {
             _ => 0xFFFF_FFFF,
         };
         let value = self.io_values.get(&port).copied().unwrap_or(0xFFFF_FFFF) & mask;
-        self.io_log.push(IoAccess { port, size, value, write: false, icount });
+        self.io_log.push(IoAccess {
+            port,
+            size,
+            value,
+            write: false,
+            icount,
+        });
         value
     }
 
     fn io_write(&mut self, port: u16, size: u8, value: u32, icount: u64) {
-        self.io_log.push(IoAccess { port, size, value, write: true, icount });
+        self.io_log.push(IoAccess {
+            port,
+            size,
+            value,
+            write: true,
+            icount,
+        });
     }
 
     fn mmio_read(&mut self, addr: u32, size: u8, _icount: u64) -> u32 {
