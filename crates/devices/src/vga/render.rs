@@ -521,7 +521,7 @@ impl Vga {
     fn graphics_row_span(&self, g: &Crtc, s: usize) -> Range<usize> {
         let (ma, scan) = self.scan_address(g, s);
         let a = self.translate(ma, scan);
-        let b = self.translate(ma + g.clocks - 1, scan);
+        let b = self.translate(ma + g.clocks, scan);
         if b >= a {
             a * 4..b * 4 + 4
         } else {
@@ -539,25 +539,33 @@ impl Vga {
         row: &mut [u32],
     ) {
         let (ma, scan) = self.scan_address(g, s);
-        for k in 0..g.clocks {
+        // Horizontal pixel panning (AR13): whole pixels in 16-colour modes, pairs of dots in
+        // 256-colour modes. One more character clock is fetched to fill the right edge.
+        let pan_reg = usize::from(self.ar[AR_PANNING] & 7);
+        let pan = if kind == Kind::Color256 {
+            pan_reg >> 1
+        } else {
+            pan_reg
+        };
+        let clocks = g.clocks + usize::from(pan != 0);
+        let mut put = |px: usize, c: u32| {
+            if let Some(d) = px.checked_sub(pan).and_then(|x| row.get_mut(x)) {
+                *d = c;
+            }
+        };
+        for k in 0..clocks {
             let p = self.planes(self.translate(ma + k, scan));
             match kind {
                 Kind::Color256 => {
                     for (i, &v) in p.iter().enumerate() {
-                        if let (Some(d), Some(&c)) =
-                            (row.get_mut(k * 4 + i), pal256.get(usize::from(v)))
-                        {
-                            *d = c;
-                        }
+                        put(k * 4 + i, pal256.get(usize::from(v)).copied().unwrap_or(0));
                     }
                 }
                 Kind::Cga4 => {
                     for i in 0..8 {
                         let byte = if i < 4 { p[0] } else { p[1] };
                         let v = (byte >> (6 - 2 * (i & 3))) & 3;
-                        if let Some(d) = row.get_mut(k * 8 + i) {
-                            *d = pal16[usize::from(v)];
-                        }
+                        put(k * 8 + i, pal16[usize::from(v)]);
                     }
                 }
                 _ => {
@@ -567,9 +575,7 @@ impl Vga {
                             | (p[1] >> b & 1) << 1
                             | (p[2] >> b & 1) << 2
                             | (p[3] >> b & 1) << 3;
-                        if let Some(d) = row.get_mut(k * 8 + i) {
-                            *d = pal16[usize::from(v)];
-                        }
+                        put(k * 8 + i, pal16[usize::from(v)]);
                     }
                 }
             }
@@ -581,14 +587,15 @@ impl Vga {
     fn dispi_layout(&self, bpp: u16) -> (usize, usize, usize) {
         let pitch = self.dispi_pitch(self.dispi[DISPI_INDEX_VIRT_WIDTH as usize]);
         let bytes = usize::from(bpp).div_ceil(8);
-        let start = usize::from(self.dispi[DISPI_INDEX_Y_OFFSET as usize]) * pitch
-            + usize::from(self.dispi[DISPI_INDEX_X_OFFSET as usize]) * bytes;
+        let start = usize::from(self.dispi[DISPI_INDEX_Y_OFFSET as usize])
+            .saturating_mul(pitch)
+            .saturating_add(usize::from(self.dispi[DISPI_INDEX_X_OFFSET as usize]) * bytes);
         (start, pitch, bytes)
     }
 
     fn dispi_row_span(&self, bpp: u16, y: usize) -> Range<usize> {
         let (start, pitch, bytes) = self.dispi_layout(bpp);
-        let a = (start + y * pitch).min(VRAM_SIZE);
+        let a = start.saturating_add(y.saturating_mul(pitch)).min(VRAM_SIZE);
         let b = (a + usize::from(self.dispi[DISPI_INDEX_XRES as usize]) * bytes).min(VRAM_SIZE);
         a..b
     }

@@ -394,3 +394,57 @@ fn restore_rejects_bad_states() {
     assert!(other.restore(&s).is_err());
     assert_eq!(other.save(), Vga::new().save());
 }
+
+/// A minimal 320×200 chain-4 256-colour setup written straight into the registers.
+fn chain4_320x200(v: &mut Vga) {
+    v.io_write(PORT_MISC_WRITE, 1, 0x63);
+    v.seq[SR_MEMORY_MODE] = 0x0E;
+    v.seq[SR_MAP_MASK] = 0x0F;
+    v.gc[GR_MISC] = 0x05;
+    v.gc[GR_MODE] = 0x40;
+    v.crtc[CR_H_DISPLAY_END] = 0x4F;
+    v.crtc[CR_V_DISPLAY_END] = 0x8F;
+    v.crtc[CR_OVERFLOW] = 0x1F;
+    v.crtc[CR_MAX_SCAN] = 0x41;
+    v.crtc[CR_OFFSET] = 0x28;
+    v.crtc[CR_UNDERLINE] = 0x40;
+    v.crtc[CR_MODE_CONTROL] = 0xA3;
+    v.crtc[CR_LINE_COMPARE] = 0xFF;
+    v.ar[AR_MODE] = 0x41;
+    v.ar[AR_PLANE_ENABLE] = 0x0F;
+    v.ar_index = AR_INDEX_PAS;
+    v.io_write(PORT_DAC_WRITE_INDEX, 1, 9);
+    for c in [0x3F, 0, 0] {
+        v.io_write(PORT_DAC_DATA, 1, c);
+    }
+}
+
+#[test]
+fn panning_shifts_graphics_pixels() {
+    let mut v = color_vga();
+    chain4_320x200(&mut v);
+    v.mem_write(10 * 320 + 6, 9);
+    let red = u32::from_le_bytes([0xFF, 0, 0, 0xFF]);
+    let f = v.render(0).expect("frame");
+    assert_eq!((f.width, f.height), (320, 200));
+    assert_eq!(f.pixels[10 * 320 + 6], red);
+    v.ar[AR_PANNING] = 4; // two pixels in 256-colour modes
+    let f = v.render(0).expect("panned");
+    assert_eq!(f.pixels[10 * 320 + 4], red);
+    assert_eq!(f.pixels[10 * 320 + 6], 0xFF00_0000);
+}
+
+#[test]
+fn line_compare_splits_the_screen() {
+    let mut v = color_vga();
+    chain4_320x200(&mut v);
+    v.mem_write(5, 9); // row 0 of memory
+    v.crtc[CR_START_HI] = 0x01; // start address 0x100 (MA) = byte 0x400
+    v.crtc[CR_LINE_COMPARE] = 99; // scanline 99: rows from scanline 100 (pixel row 50) show memory from 0
+    v.crtc[CR_OVERFLOW] &= !0x10;
+    v.crtc[CR_MAX_SCAN] &= !0x40;
+    let red = u32::from_le_bytes([0xFF, 0, 0, 0xFF]);
+    let f = v.render(0).expect("frame");
+    assert_ne!(f.pixels[5], red, "top half starts at 0x400");
+    assert_eq!(f.pixels[50 * 320 + 5], red, "split shows memory row 0");
+}
