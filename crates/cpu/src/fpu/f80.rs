@@ -401,7 +401,25 @@ pub fn round_pack(u: Unp, fmt: Fmt, env: &Env) -> Rounded {
         flags |= C1;
     }
     if tiny {
-        if !env.ue_masked && fmt.ext && e + BIAS_ADJUST >= fmt.emin {
+        if !env.ue_masked {
+            if !fmt.ext {
+                // A memory destination is left alone; only UE is reported.
+                return Rounded {
+                    sign,
+                    bexp: 0,
+                    m: 0,
+                    flags: UE,
+                };
+            }
+            if e + BIAS_ADJUST < fmt.emin {
+                // Beyond the bias-adjustment range (FSCALE): a signed zero.
+                return Rounded {
+                    sign,
+                    bexp: 0,
+                    m: 0,
+                    flags: UE | PE,
+                };
+            }
             return Rounded {
                 sign,
                 bexp: e + BIAS_ADJUST + bias,
@@ -419,9 +437,6 @@ pub fn round_pack(u: Unp, fmt: Fmt, env: &Env) -> Rounded {
         if up2 {
             flags |= C1;
         }
-        if !env.ue_masked {
-            flags |= UE;
-        }
         return Rounded {
             sign,
             bexp: if m >> 63 != 0 { 1 } else { 0 },
@@ -430,7 +445,24 @@ pub fn round_pack(u: Unp, fmt: Fmt, env: &Env) -> Rounded {
         };
     }
     if e > fmt.emax {
-        if !env.oe_masked && fmt.ext && e - BIAS_ADJUST <= fmt.emax {
+        if !env.oe_masked {
+            if !fmt.ext {
+                return Rounded {
+                    sign,
+                    bexp: 0,
+                    m: 0,
+                    flags: OE,
+                };
+            }
+            if e - BIAS_ADJUST > fmt.emax {
+                // Beyond the bias-adjustment range (FSCALE): an infinity.
+                return Rounded {
+                    sign,
+                    bexp: 2 * bias + 1,
+                    m: 1 << 63,
+                    flags: OE | PE | C1,
+                };
+            }
             return Rounded {
                 sign,
                 bexp: e - BIAS_ADJUST + bias,
@@ -540,8 +572,10 @@ fn pre1(a: F80) -> Result<u16, (F80, u16)> {
     }
 }
 
-fn invalid(flags: u16) -> (F80, u16) {
-    (F80::INDEFINITE, flags | IE)
+/// The masked response to an invalid operation. A P6 reports IE alone: the denormal-operand
+/// check comes after the invalid-operation check.
+fn invalid(_flags: u16) -> (F80, u16) {
+    (F80::INDEFINITE, IE)
 }
 
 fn is_zero(a: F80) -> bool {
@@ -652,7 +686,8 @@ pub fn div(a: F80, b: F80, env: &Env) -> (F80, u16) {
         return (F80::zero(sign), fl);
     }
     if zb {
-        return (F80::inf(sign), fl | ZE);
+        // Zero divide takes precedence over a denormal dividend.
+        return (F80::inf(sign), ZE);
     }
     if za {
         return (F80::zero(sign), fl);
@@ -834,11 +869,10 @@ pub fn to_f32(a: F80, env: &Env) -> Narrow<u32> {
             flags: 0,
         },
         Class::Denormal | Class::Normal => {
-            let de = if a.class() == Class::Denormal { DE } else { 0 };
             let r = round_pack(unpack(a), Fmt::SINGLE, env);
             Narrow {
                 bits: r.f32_bits(),
-                flags: r.flags | de,
+                flags: r.flags,
             }
         }
     }
@@ -865,11 +899,10 @@ pub fn to_f64(a: F80, env: &Env) -> Narrow<u64> {
             flags: 0,
         },
         Class::Denormal | Class::Normal => {
-            let de = if a.class() == Class::Denormal { DE } else { 0 };
             let r = round_pack(unpack(a), Fmt::DOUBLE, env);
             Narrow {
                 bits: r.f64_bits(),
-                flags: r.flags | de,
+                flags: r.flags,
             }
         }
     }
@@ -907,11 +940,11 @@ fn round_to_int(a: F80, rc: Rc) -> Option<(u64, bool, bool)> {
 /// NaN or infinite source raises IE and gives the integer indefinite.
 pub fn to_int(a: F80, bits: u32, env: &Env) -> (i64, u16) {
     let indefinite = i64::MIN >> (64 - bits);
+    // Stores never report DE.
     let de = match a.class() {
         Class::Unsupported | Class::QNaN | Class::SNaN | Class::Infinity => {
             return (indefinite, IE);
         }
-        Class::Denormal => DE,
         _ => 0,
     };
     let Some((mag, inexact, up)) = round_to_int(a, env.rc) else {
@@ -996,7 +1029,6 @@ pub fn to_bcd(a: F80, env: &Env) -> ([u8; 10], u16) {
         Class::Unsupported | Class::QNaN | Class::SNaN | Class::Infinity => {
             return (BCD_INDEFINITE, IE);
         }
-        Class::Denormal => DE,
         _ => 0,
     };
     let Some((mut mag, inexact, up)) = round_to_int(a, env.rc) else {
@@ -1067,7 +1099,8 @@ pub fn scale(a: F80, b: F80, env: &Env) -> (F80, u16) {
     };
     let mut u = unpack(a);
     u.exp += n;
-    let (r, f) = round_ext(u, env);
+    // Precision control does not apply to FSCALE.
+    let (r, f) = round_ext(u, &Env { prec: 64, ..*env });
     (r, fl | f)
 }
 
@@ -1117,10 +1150,17 @@ pub fn rem(a: F80, b: F80, ieee: bool, env: &Env) -> Rem {
         let (v, f) = invalid(fl);
         return done(v, f);
     }
-    if is_inf(b) || is_zero(a) {
+    if is_zero(a) {
         return done(a, fl);
     }
-    let (x, y) = (unpack(a), unpack(b));
+    let x = unpack(a);
+    if is_inf(b) {
+        // The dividend comes back through the (exact) rounding: a pseudo-denormal is
+        // re-encoded with exponent 1 and a denormal meets the unmasked-underflow rule.
+        let (v, f) = round_ext(x, &Env { prec: 64, ..*env });
+        return done(v, fl | (f & !(PE | C1)));
+    }
+    let y = unpack(b);
     let (am, bm) = ((x.sig >> 64) as u64, (y.sig >> 64) as u64);
     let d = x.exp - y.exp;
     let mut q: u64;
@@ -1154,8 +1194,9 @@ pub fn rem(a: F80, b: F80, ieee: bool, env: &Env) -> Rem {
     // value = r * 2^(y.exp - 63 - s) with s = 1 when d == -1 (a kept one bit finer).
     let (num, s): (u128, i32) = if d < 0 {
         if d < -1 {
-            // |a| < |b|/2: both quotients are 0.
-            return done(a_norm(a), fl);
+            // |a| < |b|/2: both quotients are 0; a tiny `a` still meets the underflow rules.
+            let (v, f) = round_ext(x, &Env { prec: 64, ..*env });
+            return done(v, fl | (f & !(PE | C1)));
         }
         (u128::from(am), 1)
     } else {
@@ -1187,15 +1228,6 @@ pub fn rem(a: F80, b: F80, ieee: bool, env: &Env) -> Rem {
         q,
         complete: true,
         flags: fl | (f & !(PE | C1)),
-    }
-}
-
-/// A denormal's value re-encoded normalised where it fits (pseudo-denormals become normal).
-fn a_norm(a: F80) -> F80 {
-    if a.bexp() == 0 && a.m >> 63 != 0 {
-        F80::new(a.sign(), 1, a.m)
-    } else {
-        a
     }
 }
 

@@ -407,6 +407,22 @@ impl Fpu {
         }
     }
 
+    /// FLD m32/m64: an unmasked denormal-operand exception does not stop the load, an
+    /// unmasked invalid operation (SNaN) does.
+    fn push_load(&mut self, v: F80, flags: u16) {
+        if !self.is_empty(7) {
+            if self.overflow() {
+                self.push(F80::INDEFINITE);
+            }
+            return;
+        }
+        self.raise(flags);
+        self.set_c1(false);
+        if !self.unmasked(flags & IE) {
+            self.push(v);
+        }
+    }
+
     // ----- execution -----
 
     /// Executes one x87 instruction: `op` is the escape opcode (`D8`..`DF`), `modrm` its ModRM
@@ -463,12 +479,12 @@ impl Fpu {
             (0xD9, 0) => {
                 let b = read::<4, M>(mem, a)?;
                 let (v, f) = f80::from_f32(u32::from_le_bytes(b));
-                self.push_checked(v, f);
+                self.push_load(v, f);
             }
             (0xDD, 0) => {
                 let b = read::<8, M>(mem, a)?;
                 let (v, f) = f80::from_f64(u64::from_le_bytes(b));
-                self.push_checked(v, f);
+                self.push_load(v, f);
             }
             (0xDB, 5) => {
                 let b = read::<10, M>(mem, a)?;
@@ -633,16 +649,15 @@ impl Fpu {
         if !nan_or_unsupported(x) && !nan_or_unsupported(y) {
             f |= extra;
         }
-        if self.unmasked(f) {
-            self.raise(f);
-            self.set_c1(false);
-            return;
-        }
+        // The condition codes are written even when the exception is unmasked; only the pops
+        // are suppressed.
         self.raise(f);
         let (c3, c2, c0) = cc_of(ord);
         self.set_cc(c3, c2, false, c0);
-        for _ in 0..pops {
-            self.pop();
+        if !self.unmasked(f) {
+            for _ in 0..pops {
+                self.pop();
+            }
         }
     }
 
@@ -664,12 +679,8 @@ impl Fpu {
         };
         let (ord, f) = f80::compare(x, y, quiet);
         self.set_c1(false);
-        if self.unmasked(f) {
-            self.raise(f);
-            return FpuOutcome::Done;
-        }
         self.raise(f);
-        if pop {
+        if pop && !self.unmasked(f) {
             self.pop();
         }
         let (zf, pf, cf) = cc_of(ord);
