@@ -243,6 +243,13 @@ pub const ST1_VRETRACE: u8 = 1 << 3;
 /// Bytes of video memory covered by one dirty bit.
 const DIRTY_PAGE: usize = 4096;
 
+/// Target of a CPU access to the legacy window.
+enum Window {
+    Unmapped,
+    Linear(usize),
+    Planar(usize, usize),
+}
+
 /// The std VGA device.
 pub struct Vga {
     vram: Vec<u8>,
@@ -622,7 +629,9 @@ impl Vga {
                     // Make the legacy registers describe a graphics mode with a 64 KiB window
                     // at 0xA0000, as a mode set through the VBE BIOS expects.
                     self.gc[GR_MISC] = (self.gc[GR_MISC] & !0x0C) | 0x05;
-                    self.seq[SR_MEMORY_MODE] |= SR04_CHAIN4 | SR04_SEQUENTIAL;
+                    if self.dispi[DISPI_INDEX_BPP as usize] != 4 {
+                        self.seq[SR_MEMORY_MODE] |= SR04_CHAIN4 | SR04_SEQUENTIAL;
+                    }
                 }
                 self.render.invalidate();
             }
@@ -651,34 +660,48 @@ impl Vga {
         addr.checked_sub(base).filter(|&o| o < size)
     }
 
+    /// Where a CPU access to the legacy window goes: banked linear video memory (DISPI with
+    /// 8 bpp and more), the planar logic (with the offset mask of the planes), or nowhere.
+    fn decode_window(&self, addr: u32) -> Window {
+        if self.dispi_enabled() {
+            if addr >= 0x1_0000 {
+                return Window::Unmapped;
+            }
+            let off = usize::from(self.dispi[DISPI_INDEX_BANK as usize]) * 0x1_0000 + addr as usize;
+            return if self.dispi[DISPI_INDEX_BPP as usize] == 4 {
+                Window::Planar(off, VRAM_SIZE / 4 - 1)
+            } else {
+                Window::Linear(off)
+            };
+        }
+        match self.window_offset(addr) {
+            Some(a) => Window::Planar(a as usize, PLANE_SIZE - 1),
+            None => Window::Unmapped,
+        }
+    }
+
     /// Reads the byte at `addr` (offset from 0xA0000, 0–0x1FFFF) of the legacy window,
     /// through the planar read logic (loads the latches). Unmapped parts read 0xFF.
     pub fn mem_read(&mut self, addr: u32) -> u8 {
-        if self.dispi_enabled() {
-            if addr >= 0x1_0000 {
-                return 0xFF;
-            }
-            let off = usize::from(self.dispi[DISPI_INDEX_BANK as usize]) * 0x1_0000 + addr as usize;
-            return self.vram.get(off).copied().unwrap_or(0xFF);
-        }
-        let Some(a) = self.window_offset(addr) else {
-            return 0xFF;
+        let (a, mask) = match self.decode_window(addr) {
+            Window::Unmapped => return 0xFF,
+            Window::Linear(off) => return self.vram.get(off).copied().unwrap_or(0xFF),
+            Window::Planar(a, mask) => (a, mask),
         };
-        let a = a as usize;
         let mm = self.seq[SR_MEMORY_MODE];
         if mm & SR04_CHAIN4 != 0 {
-            let off = a & (PLANE_SIZE - 1) & !3;
+            let off = a & mask & !3;
             self.load_latch(off);
             return self.latch[a & 3];
         }
         if self.gc[GR_MODE] & 0x10 != 0 {
             // Odd/even: address bit 0 selects plane 0/1 (or 2/3).
             let plane = (usize::from(self.gc[GR_READ_MAP]) & 2) | (a & 1);
-            let off = a & (PLANE_SIZE - 1) & !1;
+            let off = a & mask & !1;
             self.load_latch(off);
             return self.latch[plane];
         }
-        let off = a & (PLANE_SIZE - 1);
+        let off = a & mask;
         self.load_latch(off);
         if self.gc[GR_MODE] & 0x08 == 0 {
             self.latch[usize::from(self.gc[GR_READ_MAP] & 3)]
@@ -707,27 +730,23 @@ impl Vga {
     /// Writes the byte at `addr` (offset from 0xA0000) of the legacy window through the
     /// planar write logic (write modes 0–3, map mask, chain-4, odd/even).
     pub fn mem_write(&mut self, addr: u32, val: u8) {
-        if self.dispi_enabled() {
-            if addr < 0x1_0000 {
-                let off =
-                    usize::from(self.dispi[DISPI_INDEX_BANK as usize]) * 0x1_0000 + addr as usize;
+        let (a, mask) = match self.decode_window(addr) {
+            Window::Unmapped => return,
+            Window::Linear(off) => {
                 if let Some(b) = self.vram.get_mut(off) {
                     *b = val;
                     self.mark_dirty(off, 1);
                 }
+                return;
             }
-            return;
-        }
-        let Some(a) = self.window_offset(addr) else {
-            return;
+            Window::Planar(a, mask) => (a, mask),
         };
-        let a = a as usize;
         let mm = self.seq[SR_MEMORY_MODE];
         let map_mask = self.seq[SR_MAP_MASK];
         if mm & SR04_CHAIN4 != 0 {
             let plane = a & 3;
             if map_mask & (1 << plane) != 0 {
-                let i = (a & (PLANE_SIZE - 1) & !3) * 4 + plane;
+                let i = (a & mask & !3) * 4 + plane;
                 self.vram[i] = val;
                 self.mark_dirty(i, 1);
             }
@@ -735,7 +754,7 @@ impl Vga {
         }
         if mm & SR04_SEQUENTIAL == 0 {
             // Odd/even: even addresses go to planes 0 and 2, odd ones to planes 1 and 3.
-            let i = (a & (PLANE_SIZE - 1) & !1) * 4;
+            let i = (a & mask & !1) * 4;
             for plane in [a & 1, (a & 1) | 2] {
                 if map_mask & (1 << plane) != 0 {
                     self.vram[i + plane] = val;
@@ -744,7 +763,7 @@ impl Vga {
             self.mark_dirty(i, 4);
             return;
         }
-        let off = a & (PLANE_SIZE - 1);
+        let off = a & mask;
         let data = self.planar_data(val);
         let i = off * 4;
         for (p, &d) in data.iter().enumerate() {

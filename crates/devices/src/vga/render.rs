@@ -593,7 +593,19 @@ impl Vga {
         (start, pitch, bytes)
     }
 
+    /// Plane offset of the first byte of row `y` of a 4-bit DISPI mode (8 pixels per byte).
+    fn dispi4_row_start(&self, y: usize) -> usize {
+        let vw = usize::from(self.dispi[DISPI_INDEX_VIRT_WIDTH as usize]) / 8;
+        let row = usize::from(self.dispi[DISPI_INDEX_Y_OFFSET as usize]) + y;
+        row.saturating_mul(vw) + usize::from(self.dispi[DISPI_INDEX_X_OFFSET as usize]) / 8
+    }
+
     fn dispi_row_span(&self, bpp: u16, y: usize) -> Range<usize> {
+        if bpp == 4 {
+            let a = self.dispi4_row_start(y).saturating_mul(4).min(VRAM_SIZE);
+            let b = a.saturating_add(usize::from(self.dispi[DISPI_INDEX_XRES as usize]) / 2);
+            return a..b.min(VRAM_SIZE);
+        }
         let (start, pitch, bytes) = self.dispi_layout(bpp);
         let a = start.saturating_add(y.saturating_mul(pitch)).min(VRAM_SIZE);
         let b = (a + usize::from(self.dispi[DISPI_INDEX_XRES as usize]) * bytes).min(VRAM_SIZE);
@@ -637,7 +649,25 @@ impl Vga {
                     *d = rgba(s[2], s[1], s[0]);
                 }
             }
-            // 4-bit DISPI modes (planar) are not drawn.
+            4 => {
+                // Planar: one byte of each plane per 8 pixels, through the attribute palette.
+                let pal = self.palette16();
+                let start = self.dispi4_row_start(y);
+                let bytes = usize::from(self.dispi[DISPI_INDEX_XRES as usize]) / 8;
+                for k in 0..bytes {
+                    let p = self.planes(start.saturating_add(k));
+                    for i in 0..8 {
+                        let b = 7 - i;
+                        let v = (p[0] >> b & 1)
+                            | (p[1] >> b & 1) << 1
+                            | (p[2] >> b & 1) << 2
+                            | (p[3] >> b & 1) << 3;
+                        if let Some(d) = row.get_mut(k * 8 + i) {
+                            *d = pal[usize::from(v)];
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -448,3 +448,45 @@ fn line_compare_splits_the_screen() {
     assert_ne!(f.pixels[5], red, "top half starts at 0x400");
     assert_eq!(f.pixels[50 * 320 + 5], red, "split shows memory row 0");
 }
+
+#[test]
+fn dispi_4bpp_is_planar_through_the_bank_window() {
+    let mut v = color_vga();
+    let w = |v: &mut Vga, i: u16, x: u16| {
+        v.io_write(PORT_DISPI_INDEX, 2, u32::from(i));
+        v.io_write(PORT_DISPI_DATA, 2, u32::from(x));
+    };
+    planar(&mut v);
+    for i in 0..16u8 {
+        v.ar[usize::from(i)] = i;
+    }
+    v.ar[AR_PLANE_ENABLE] = 0x0F;
+    v.ar_index = AR_INDEX_PAS;
+    v.io_write(PORT_DAC_WRITE_INDEX, 1, 5);
+    for c in [0, 0x3F, 0] {
+        v.io_write(PORT_DAC_DATA, 1, c);
+    }
+    w(&mut v, DISPI_INDEX_BPP, 4);
+    w(&mut v, DISPI_INDEX_XRES, 1024);
+    w(&mut v, DISPI_INDEX_YRES, 768);
+    w(&mut v, DISPI_INDEX_ENABLE, DISPI_ENABLED);
+    assert_eq!(
+        v.seq[SR_MEMORY_MODE] & SR04_CHAIN4,
+        0,
+        "planar modes stay unchained"
+    );
+    // Pixel (8, 700): plane offset 700 * 128 + 1 = 89601 = bank 1, offset 0x5E01.
+    gc(&mut v, GR_MODE as u8, 0x02);
+    gc(&mut v, GR_BIT_MASK as u8, 0x80);
+    w(&mut v, DISPI_INDEX_BANK, 1);
+    v.mem_read(0x5E01);
+    v.mem_write(0x5E01, 5);
+    assert_eq!(plane_bytes(&v, 89601), [0x80, 0, 0x80, 0]);
+    let f = v.render(0).expect("frame");
+    assert_eq!((f.width, f.height), (1024, 768));
+    assert_eq!(
+        f.pixels[700 * 1024 + 8],
+        u32::from_le_bytes([0, 0xFF, 0, 0xFF])
+    );
+    assert_eq!(f.pixels[700 * 1024 + 9], 0xFF00_0000);
+}
