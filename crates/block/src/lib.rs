@@ -15,6 +15,10 @@
 //! An image whose length is not a multiple of 512 bytes is padded logically with zeros: its
 //! size (as reported by [`BlockBackend::size`]) is rounded up to the next multiple of 512, and
 //! reading the padding returns zeros. Writing the padding of a file image extends the file.
+//!
+//! # qcow2
+//! [`Qcow2Backend`] reads qcow2 images (versions 2 and 3, backing chains, deflate-compressed
+//! clusters); it is read-only: guest writes fail with [`BlockError::ReadOnly`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -23,11 +27,15 @@ mod device;
 #[cfg(not(target_arch = "wasm32"))]
 mod file;
 mod mem;
+mod qcow2;
 
 pub use device::{BlockDevice, BlockStats, ThrottleError, ThrottleLimits};
 #[cfg(not(target_arch = "wasm32"))]
 pub use file::FileBackend;
 pub use mem::MemBackend;
+#[cfg(not(target_arch = "wasm32"))]
+pub use qcow2::open_image;
+pub use qcow2::{is_qcow2, DiskRead, Qcow2Backend, Qcow2Disk, Qcow2Header, RawDisk, ReadAt};
 
 /// Sector size used for rounding and `wr_highest_offset`.
 pub const SECTOR_SIZE: u64 = 512;
