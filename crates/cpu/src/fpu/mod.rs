@@ -8,7 +8,8 @@
 //! Behaviour follows the P6: masked responses (real indefinite, integer and BCD indefinites,
 //! bias-adjusted results for unmasked overflow/underflow), stack overflow/underflow as IE+SF
 //! with C1, pseudo-denormals accepted as denormals, unnormals/pseudo-NaNs/pseudo-infinities
-//! rejected as invalid, the undocumented aliases (`D9 D8+i` FSTP1, `DC D0+i` FCOM2,
+//! rejected as invalid, the undocumented forms (`D9 D8+i` FSTPNCE: FSTP without the
+//! stack-underflow check; `DC D0+i` FCOM2,
 //! `DC D8+i` FCOMP3, `DD C8+i` FXCH4, `DE D0+i` FCOMP5, `DF C0+i` FFREEP, `DF C8+i` FXCH7,
 //! `DF D0+i`/`DF D8+i` FSTP8/9) and FENI/FDISI/FSETPM as no-ops. FISTTP (SSE3) is #UD.
 //!
@@ -637,8 +638,9 @@ impl Fpu {
         pops: u8,
     ) {
         let (Some(x), Some(y)) = (x, y) else {
-            if self.underflow() {
-                self.set_cc(true, true, false, true);
+            let masked = self.underflow();
+            self.set_cc(true, true, false, true);
+            if masked {
                 for _ in 0..pops {
                     self.pop();
                 }
@@ -669,16 +671,13 @@ impl Fpu {
             cf: true,
         };
         let (Some(x), Some(y)) = (self.get(0), self.get(i)) else {
-            if self.underflow() {
-                if pop {
-                    self.pop();
-                }
-                return unordered;
+            if self.underflow() && pop {
+                self.pop();
             }
-            return FpuOutcome::Done;
+            return unordered;
         };
+        // FCOMI and friends leave C1 alone.
         let (ord, f) = f80::compare(x, y, quiet);
-        self.set_c1(false);
         self.raise(f);
         if pop && !self.unmasked(f) {
             self.pop();
@@ -814,26 +813,34 @@ impl Fpu {
             (0xD9, 0) => match self.get(i) {
                 Some(v) => self.push_checked(v, 0),
                 None => {
-                    if !self.is_empty(7) {
-                        if self.overflow() {
-                            self.push(F80::INDEFINITE);
-                        }
-                    } else if self.underflow() {
+                    // An empty source is an underflow even when the stack is also full.
+                    if self.underflow() {
                         self.push(F80::INDEFINITE);
                     }
                 }
             },
             (0xD9, 1) | (0xDD, 1) | (0xDF, 1) => self.fxch(i),
             (0xD9, 2) => {} // FNOP
-            (0xD9, 3) | (0xDD, 3) | (0xDF, 2 | 3) => self.fst_reg(i, true),
+            (0xD9, 3) => {
+                // FSTPNCE (the undocumented D9 D8+i): ST(i) := ST(0) and pop, without the
+                // stack-underflow check: an empty ST(0) is simply popped.
+                if let Some(v) = self.get(0) {
+                    self.set(i, v);
+                }
+                self.set_c1(false);
+                self.pop();
+            }
+            (0xDD, 3) | (0xDF, 2 | 3) => self.fst_reg(i, true),
             (0xDD, 2) => self.fst_reg(i, false),
             (0xDD, 0) => {
                 let p = self.phys(i);
                 self.empty |= 1 << p;
+                self.set_c1(false);
             }
             (0xDF, 0) => {
                 let p = self.phys(i);
                 self.empty |= 1 << p;
+                self.set_c1(false);
                 self.pop();
             }
             (0xD9, 4) => self.group_d9_e0(modrm),
@@ -854,7 +861,7 @@ impl Fpu {
         let cond = if op == 0xDA { base } else { !base };
         match (self.get(0), self.get(i)) {
             (Some(_), Some(v)) => {
-                self.set_c1(false);
+                // C1 is left alone.
                 if cond {
                     self.set(0, v);
                 }
@@ -1000,9 +1007,6 @@ impl Fpu {
                 let Some(x) = self.get(0) else {
                     if self.underflow() {
                         self.set(0, F80::INDEFINITE);
-                        if !self.is_empty(7) {
-                            return;
-                        }
                         self.push(F80::INDEFINITE);
                     }
                     return;
@@ -1073,9 +1077,7 @@ impl Fpu {
                 let Some(x) = self.get(0) else {
                     if self.underflow() {
                         self.set(0, F80::INDEFINITE);
-                        if self.is_empty(7) {
-                            self.push(F80::INDEFINITE);
-                        }
+                        self.push(F80::INDEFINITE);
                     }
                     return;
                 };
@@ -1095,6 +1097,7 @@ impl Fpu {
             // FPREM1, FPREM.
             0xF5 | 0xF8 => {
                 let (Some(x), Some(y)) = (self.get(0), self.get(1)) else {
+                    self.sw &= !SW_C2;
                     if self.underflow() {
                         self.set(0, F80::INDEFINITE);
                     }
@@ -1103,10 +1106,14 @@ impl Fpu {
                 let r = f80::rem(x, y, modrm == 0xF5, &env);
                 if self.unmasked(r.flags & (IE | DE)) {
                     self.raise(r.flags & (IE | DE));
+                    self.sw &= !(SW_C1 | SW_C2);
                     return;
                 }
                 self.raise(r.flags);
-                if r.complete {
+                if r.value.is_nan() {
+                    // NaN results (propagated or invalid) clear C1 and C2, leave C0 and C3.
+                    self.sw &= !(SW_C1 | SW_C2);
+                } else if r.complete {
                     let q = r.q;
                     self.set_cc(q & 2 != 0, false, q & 1 != 0, q & 4 != 0);
                 } else {
