@@ -532,12 +532,12 @@ impl Cpu {
             }
             3 => {
                 let c = cnt % (bits + 1);
-                let of = (v & s != 0) ^ (cf_in != 0);
                 let w = (cf_in << bits) | v as u64;
                 let full = (1u64 << (bits + 1)) - 1;
                 let r = ((w >> c) | (w << (bits + 1 - c))) & full;
                 let cf = (r >> bits) & 1 != 0;
-                (r as u32 & m, cf, of)
+                let r = r as u32 & m;
+                (r, cf, (r ^ (r << 1)) & s != 0)
             }
             4 | 6 => {
                 let r = ((v as u64) << cnt) as u32 & m;
@@ -557,7 +557,9 @@ impl Cpu {
             5 => {
                 let r = ((v as u64) >> cnt) as u32 & m;
                 let cf = (v as u64 >> (cnt - 1)) & 1 != 0;
-                self.set_flags(CF | OF | AF, (cf as u32) | ((v & s != 0) as u32) << 11);
+                // OF: the top two bits of the result differ (the original MSB for count 1).
+                let of = ((r ^ (r << 1)) & s != 0) as u32;
+                self.set_flags(CF | OF | AF, (cf as u32) | of << 11);
                 self.set_lazy(K_LOGIC, n, 0, 0, r, ZF | SF | PF);
                 return r;
             }

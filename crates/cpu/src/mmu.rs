@@ -402,6 +402,11 @@ impl Cpu {
         if ok && in_limit {
             return Ok(sg.base.wrapping_add(off));
         }
+        // Real mode checks the cached limit but not the access rights (a CS override may
+        // write).
+        if in_limit && !self.pe() {
+            return Ok(sg.base.wrapping_add(off));
+        }
         self.seg_fault(s)
     }
 
@@ -465,7 +470,12 @@ impl Cpu {
             });
         }
         let lin = cs.base.wrapping_add(off);
-        self.eip = off.wrapping_add(1);
+        // 16-bit code: IP wraps at 64 KiB.
+        self.eip = if cs.big {
+            off.wrapping_add(1)
+        } else {
+            off.wrapping_add(1) & 0xFFFF
+        };
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
         if e.rtag == lin & 0xFFFF_F000 {
             if let Some(&b) = bus.memory().store().get(e.off + (lin & 0xFFF) as usize) {

@@ -634,3 +634,41 @@ fn string_ops_16bit_with_direction_flag() {
     assert_eq!(c.reg32(EDI) & 0xFFFF, 0x703);
     assert_eq!(c.reg32(ECX) & 0xFFFF, 1);
 }
+
+#[test]
+fn real_mode_cs_override_write_and_ip_wrap() {
+    let mut b = bus();
+    // At 1000:FFFC: mov [cs:0x10], al (2E A2 10 00) ends exactly at 64 KiB; IP wraps to 0.
+    b.load(0x1FFFC, &[0x2E, 0xA2, 0x10, 0x00]);
+    b.load(0x10000, &[0xF4]);
+    let mut c = Cpu::new();
+    c.set_segment_real(sreg::CS, 0x1000);
+    c.set_eip(0xFFFC);
+    c.set_reg32(EAX, 0x5A);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(c.eip(), 1);
+    let mut x = [0u8];
+    b.read(0x10010, &mut x);
+    assert_eq!(
+        x[0], 0x5A,
+        "real mode ignores the code segment's write protection"
+    );
+}
+
+#[test]
+fn shr_and_rcr_overflow_flag_for_multi_bit_counts() {
+    let mut b = bus();
+    // mov al, 0xC0; shr al, 2 -> 0x30: OF = bit7 ^ bit6 of the result = 0
+    // mov bl, 0x80; shr bl, 1 -> OF = 1 (original MSB)
+    b.load(
+        0x7C00,
+        &[
+            0xB0, 0xC0, 0xC0, 0xE8, 0x02, 0x9C, 0x5A, 0xB3, 0x80, 0xD0, 0xEB, 0x9C, 0x59, 0xF4,
+        ],
+    );
+    let mut c = real_cpu(0x7C00);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(c.reg32(EAX) & 0xFF, 0x30);
+    assert_eq!(c.reg32(EDX) & 0x800, 0);
+    assert_eq!(c.reg32(ECX) & 0x801, 0x800);
+}
