@@ -591,4 +591,43 @@ mod tests {
         assert!(d.restore(&bad).is_err());
         assert_eq!(d.save(), good);
     }
+
+    /// Deterministic pseudo-random bytes for the robustness tests.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn random_io_never_panics() {
+        let mut d = Dma::new();
+        let mut m = mem();
+        let mut r = 6u64;
+        let buf = [0x5Au8; 700];
+        for _ in 0..50_000 {
+            let port = match lcg(&mut r) % 3 {
+                0 => (lcg(&mut r) % 0x10) as u16,
+                1 => 0xC0 + (lcg(&mut r) % 0x20) as u16,
+                _ => 0x80 + (lcg(&mut r) % 0x10) as u16,
+            };
+            match lcg(&mut r) % 5 {
+                0 | 1 => d.write(port, lcg(&mut r) as u8),
+                2 => {
+                    d.read(port);
+                }
+                3 => {
+                    let ch = (lcg(&mut r) % 9) as usize;
+                    let n = d.write_memory(ch, &mut m, &buf[..(lcg(&mut r) % 700) as usize]);
+                    assert!(n <= 700);
+                }
+                _ => {
+                    let ch = (lcg(&mut r) % 9) as usize;
+                    let mut out = [0u8; 300];
+                    assert!(d.read_memory(ch, &m, &mut out) <= 300);
+                }
+            }
+        }
+    }
 }

@@ -360,7 +360,10 @@ impl FwCfg {
 
     /// DMA read of `length` bytes to `address`; false on an address out of range.
     fn dma_read(&mut self, address: u64, length: u32, mem: &mut Memory) -> bool {
-        if address + u64::from(length) > 1 << 32 {
+        if address
+            .checked_add(u64::from(length))
+            .is_none_or(|end| end > 1 << 32)
+        {
             return false;
         }
         let mut dst = address as u32;
@@ -640,5 +643,39 @@ mod tests {
         };
         assert!(f.restore(&bad).is_err());
         assert_eq!(f.save(), good);
+    }
+
+    /// Deterministic pseudo-random bytes for the robustness tests.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn random_io_never_panics() {
+        let mut f = FwCfg::new();
+        let mut m = mem();
+        f.add_file("etc/e820", vec![7; 100]).expect("add");
+        let mut r = 7u64;
+        for _ in 0..20_000 {
+            let port = 0x510 + (lcg(&mut r) % 12) as u16;
+            let size = [1u8, 2, 4][(lcg(&mut r) % 3) as usize];
+            match lcg(&mut r) % 3 {
+                0 => {
+                    f.read(port, size);
+                }
+                1 => f.write(port, size, lcg(&mut r) as u32, &mut m),
+                _ => {
+                    let ctl = (lcg(&mut r) as u32) & 0x001F_001F;
+                    let len = (lcg(&mut r) % 5000) as u32;
+                    let addr = (lcg(&mut r) as u32) % (8 << 20);
+                    f.write(PORT_DMA_HIGH, 4, 0, &mut m);
+                    let st = dma(&mut f, &mut m, 0x1000, ctl, len, addr);
+                    assert!(st <= DMA_CTL_ERROR);
+                }
+            }
+        }
     }
 }

@@ -1171,4 +1171,34 @@ mod tests {
         assert!(k.restore(&bad).is_err());
         assert_eq!(k.save(), good);
     }
+
+    /// Deterministic pseudo-random bytes for the robustness tests.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn random_io_never_panics() {
+        let mut k = I8042::new();
+        let mut r = 5u64;
+        let mut now = 0;
+        for _ in 0..100_000 {
+            now += lcg(&mut r) % 3_000;
+            match lcg(&mut r) % 6 {
+                0 => k.write(PORT_STATUS, lcg(&mut r) as u8, now),
+                1 => k.write(PORT_DATA, lcg(&mut r) as u8, now),
+                2 => {
+                    k.read(PORT_DATA, now);
+                }
+                3 => k.key_event_set1(&[lcg(&mut r) as u8, lcg(&mut r) as u8]),
+                4 => k.mouse_event(lcg(&mut r) as i32, lcg(&mut r) as i32, 1, lcg(&mut r) as u8),
+                _ => k.advance(now),
+            }
+            k.take_reset_request();
+            k.take_a20_change();
+        }
+    }
 }

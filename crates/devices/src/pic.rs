@@ -732,4 +732,34 @@ mod tests {
         }
         assert_eq!(p.save(), good);
     }
+
+    /// Deterministic pseudo-random bytes for the robustness tests.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn random_io_never_panics() {
+        let mut p = DualPic::new();
+        let mut r = 1u64;
+        let ports = [0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1, 0x22];
+        for _ in 0..100_000 {
+            let port = ports[lcg(&mut r) as usize % ports.len()];
+            match lcg(&mut r) % 4 {
+                0 => p.write(port, lcg(&mut r) as u8),
+                1 => {
+                    p.read(port);
+                }
+                2 => p.set_irq(lcg(&mut r) as u8 % 20, lcg(&mut r) & 1 == 1),
+                _ => {
+                    if p.intr_pending() {
+                        assert!(p.acknowledge().is_some());
+                    }
+                }
+            }
+        }
+    }
 }

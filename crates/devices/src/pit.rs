@@ -915,4 +915,36 @@ mod tests {
         assert!(p.restore(&bad).is_err());
         assert_eq!(p.save(), good);
     }
+
+    /// Deterministic pseudo-random bytes for the robustness tests.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn random_io_never_panics() {
+        let mut p = Pit::new();
+        let mut r = 2u64;
+        let mut now = 0u64;
+        let ports = [0x40, 0x41, 0x42, 0x43, 0x61, 0x44];
+        for _ in 0..100_000 {
+            now += lcg(&mut r) % 5_000;
+            let port = ports[lcg(&mut r) as usize % ports.len()];
+            match lcg(&mut r) % 4 {
+                0 | 1 => p.write(port, lcg(&mut r) as u8, now),
+                2 => {
+                    p.read(port, now);
+                }
+                _ => {
+                    if let Some(t) = p.next_deadline() {
+                        assert!(t <= now.max(t));
+                    }
+                    p.advance(now);
+                }
+            }
+        }
+    }
 }

@@ -92,6 +92,8 @@ const DIVIDER_HZ: u64 = 32_768;
 /// After a divider reset, the first update comes this much later.
 const FIRST_UPDATE_NS: u64 = 500_000_000;
 const SECS_PER_DAY: i64 = 86_400;
+/// Bound on the clock base accepted from a saved state (about ±285 million years).
+const MAX_GUEST_SECS: i64 = 1 << 53;
 
 /// Days since 1970-01-01 for a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -329,7 +331,9 @@ impl Rtc {
             if self.running() && k1 / DIVIDER_HZ > k0 / DIVIDER_HZ {
                 flags |= C_UF;
                 let (old, new) = (self.secs_at(last), self.secs_at(now));
-                let first = (old + 1).max(new - (SECS_PER_DAY - 1));
+                let first = old
+                    .saturating_add(1)
+                    .max(new.saturating_sub(SECS_PER_DAY - 1));
                 if (first..=new).any(|s| self.alarm_matches(s)) {
                     flags |= C_AF;
                 }
@@ -500,6 +504,9 @@ impl Snapshot for Rtc {
         }
         if state.index >= CMOS_SIZE as u8 {
             return bad("index out of range");
+        }
+        if !(-MAX_GUEST_SECS..=MAX_GUEST_SECS).contains(&state.base_secs) {
+            return bad("clock base out of range");
         }
         if state.divider_start > state.last_sync {
             return bad("divider start after last sync");
@@ -714,6 +721,35 @@ mod tests {
         let mut bad = good.clone();
         bad.cmos[REG_C as usize] = 0x81;
         assert!(r.restore(&bad).is_err());
+        let mut bad = good.clone();
+        bad.base_secs = i64::MAX;
+        assert!(r.restore(&bad).is_err());
         assert_eq!(r.save(), good);
+    }
+
+    /// Deterministic pseudo-random bytes for the robustness tests.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn random_io_never_panics() {
+        let mut rtc = Rtc::new(T0);
+        let mut r = 3u64;
+        let mut now = 0u64;
+        for _ in 0..100_000 {
+            now += lcg(&mut r) % 50_000_000;
+            match lcg(&mut r) % 4 {
+                0 => rtc.write(0x70, lcg(&mut r) as u8, now),
+                1 => rtc.write(0x71, lcg(&mut r) as u8, now),
+                2 => {
+                    rtc.read(0x71, now);
+                }
+                _ => rtc.advance(now),
+            }
+        }
     }
 }

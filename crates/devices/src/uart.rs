@@ -654,4 +654,34 @@ mod tests {
         assert!(u.restore(&bad).is_err());
         assert_eq!(u.save(), good);
     }
+
+    /// Deterministic pseudo-random bytes for the robustness tests.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn random_io_never_panics() {
+        let mut u = Uart::new();
+        let mut r = 4u64;
+        for _ in 0..100_000 {
+            let off = (lcg(&mut r) % 9) as u16;
+            match lcg(&mut r) % 4 {
+                0 => u.write(off, lcg(&mut r) as u8),
+                1 => {
+                    u.read(off);
+                }
+                2 => {
+                    let n = u.receive(&[lcg(&mut r) as u8; 5]);
+                    assert!(n <= 5);
+                }
+                _ => {
+                    u.take_output();
+                }
+            }
+        }
+    }
 }
