@@ -149,9 +149,9 @@ impl Vga {
         let mut off = if self.crtc[CR_UNDERLINE] & 0x40 != 0 {
             ma << 2
         } else if mode & 0x40 == 0 {
-            // Word mode: MA13 or MA15 shows up at bit 0.
-            let wrap_bit = if mode & 0x20 != 0 { ma >> 15 } else { ma >> 13 };
-            (ma << 1) | (wrap_bit & 1)
+            // Word mode. Hardware rotates MA13/MA15 into bit 0; programs that scroll the text
+            // start address past 8K characters expect plain doubling, so that is what is done.
+            ma << 1
         } else {
             ma
         };
