@@ -72,6 +72,24 @@ pub trait FloppyDma {
     fn terminal_count(&self, ch: usize) -> bool;
 }
 
+impl FloppyDma for crate::dma::Dma {
+    fn channel_ready(&self, ch: usize) -> bool {
+        crate::dma::Dma::channel_ready(self, ch)
+    }
+
+    fn write_memory(&mut self, ch: usize, mem: &mut Memory, data: &[u8]) -> usize {
+        crate::dma::Dma::write_memory(self, ch, mem, data)
+    }
+
+    fn read_memory(&mut self, ch: usize, mem: &Memory, buf: &mut [u8]) -> usize {
+        crate::dma::Dma::read_memory(self, ch, mem, buf)
+    }
+
+    fn terminal_count(&self, ch: usize) -> bool {
+        crate::dma::Dma::terminal_count(self, ch)
+    }
+}
+
 /// A storage request of the floppy controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdcRequest {
@@ -323,7 +341,7 @@ impl Fdc {
     pub fn needs_pump(&self) -> bool {
         self.st.pending.is_none()
             && self.st.xfer.as_ref().is_some_and(|x| match x.kind {
-                XferKind::Read => x.seg >= x.segments.len() && !x.dma_finished,
+                XferKind::Read => x.data.len() > x.dma_done && !x.dma_finished,
                 _ => !x.dma_finished,
             })
     }
@@ -763,7 +781,6 @@ impl Fdc {
         x.seg += 1;
         let more = x.seg < x.segments.len();
         match x.kind {
-            XferKind::Read if more => self.issue_next_read(),
             XferKind::Read => self.pump(dma, mem),
             _ if more => self.issue_next_write(),
             _ => self.finish_xfer(),
@@ -780,10 +797,18 @@ impl Fdc {
             XferKind::Read => {
                 let rest = x.data.get(x.dma_done..).unwrap_or(&[]);
                 let n = dma.write_memory(FDC_DMA_CHANNEL, mem, rest);
+                if n == 0 {
+                    // Not programmed for this direction: wait, as the hardware would.
+                    return;
+                }
                 x.dma_done += n.min(rest.len());
-                if x.dma_done >= x.data.len() || dma.terminal_count(FDC_DMA_CHANNEL) {
+                let all_read = x.seg >= x.segments.len();
+                if dma.terminal_count(FDC_DMA_CHANNEL) || (all_read && x.dma_done >= x.data.len()) {
                     x.dma_finished = true;
                     self.finish_xfer();
+                } else if x.dma_done >= x.data.len() {
+                    // The next track side is read only when the DMA wants more.
+                    self.issue_next_read();
                 }
             }
             XferKind::Write => {
@@ -792,7 +817,7 @@ impl Fdc {
                 let n = dma
                     .read_memory(FDC_DMA_CHANNEL, mem, &mut buf)
                     .min(buf.len());
-                if n == 0 && !dma.terminal_count(FDC_DMA_CHANNEL) {
+                if n == 0 {
                     return;
                 }
                 // A partial last sector is written padded with zeros.
@@ -814,7 +839,7 @@ impl Fdc {
                 let ids = x.eot as usize * 4;
                 let mut buf = vec![0u8; ids];
                 let n = dma.read_memory(FDC_DMA_CHANNEL, mem, &mut buf);
-                if n == 0 && !dma.terminal_count(FDC_DMA_CHANNEL) {
+                if n == 0 {
                     return;
                 }
                 x.dma_finished = true;
@@ -1268,5 +1293,72 @@ mod tests {
         }
         let saved = f.save();
         Fdc::new().restore(&saved).expect("a live state restores");
+    }
+
+    /// Programs channel 2 of the 8237 model as SeaBIOS does (§7.3 of the platform notes).
+    fn program_dma(dma: &mut crate::dma::Dma, addr: u32, len: u16, mode: u8) {
+        dma.write(0x0A, 0x06);
+        dma.write(0x0C, 0);
+        dma.write(0x04, addr as u8);
+        dma.write(0x04, (addr >> 8) as u8);
+        dma.write(0x0C, 0);
+        dma.write(0x05, (len - 1) as u8);
+        dma.write(0x05, ((len - 1) >> 8) as u8);
+        dma.write(0x0B, mode);
+        dma.write(0x81, (addr >> 16) as u8);
+        dma.write(0x0A, 0x02);
+    }
+
+    #[test]
+    fn read_and_write_with_the_8237_model() {
+        let mut f = ready_fdc();
+        let mut image = pattern(0, 1_474_560);
+        let mut m = Memory::new(1 << 20).unwrap();
+        let mut dma = crate::dma::Dma::new();
+        // Boot-sector style read: 1 sector of C0 H0 R1 to 0x7C00.
+        program_dma(&mut dma, 0x7C00, 512, 0x46);
+        cmd(&mut f, &[0xE6, 0x00, 0, 0, 1, 2, 18, 0x1B, 0xFF]);
+        let reqs = f.take_requests();
+        assert_eq!(reqs.len(), 1);
+        for r in reqs {
+            let IdeRequestKind::Read { offset, len } = r.kind else {
+                panic!("read expected")
+            };
+            let data = image[offset as usize..offset as usize + len].to_vec();
+            f.complete(r.id, Ok(data), &mut dma, &mut m);
+        }
+        assert!(f.irq_level());
+        assert_eq!(
+            results(&mut f),
+            vec![0x00, 0, 0, 0, 0, 2, 2],
+            "TC after one sector"
+        );
+        let mut got = vec![0u8; 512];
+        m.read_phys(0x7C00, &mut got);
+        assert_eq!(got, image[..512]);
+        assert!(
+            !FloppyDma::channel_ready(&dma, 2),
+            "masked at terminal count"
+        );
+
+        // Write 2 sectors from 0x12000 (page 1) to C1 H1 R3.
+        m.write_phys(0x12000, &[0xC3; 1024]);
+        program_dma(&mut dma, 0x12000, 1024, 0x4A);
+        cmd(&mut f, &[0xC5, 0x04, 1, 1, 3, 2, 18, 0x1B, 0xFF]);
+        assert!(f.needs_pump());
+        f.pump(&mut dma, &mut m);
+        serve_real(&mut f, &mut image, &mut dma, &mut m);
+        assert_eq!(results(&mut f), vec![0x04, 0, 0, 1, 1, 5, 2]);
+        let off = (3 * 18 + 2) * 512;
+        assert_eq!(&image[off..off + 1024], &[0xC3; 1024][..]);
+    }
+
+    fn serve_real(f: &mut Fdc, image: &mut [u8], dma: &mut crate::dma::Dma, m: &mut Memory) {
+        while let Some(r) = f.take_requests().pop() {
+            if let IdeRequestKind::Write { offset, data } = &r.kind {
+                image[*offset as usize..*offset as usize + data.len()].copy_from_slice(data);
+            }
+            f.complete(r.id, Ok(Vec::new()), dma, m);
+        }
     }
 }
