@@ -26,7 +26,7 @@ pub struct FileBackend {
 
 impl FileBackend {
     /// Opens `path`. Errors are [`BlockError::OpenFileFailed`] with QEMU's message
-    /// ("Could not open '<path>'") and the host's reason.
+    /// (`Could not open '<path>'`) and the host's reason.
     pub fn open(path: impl AsRef<Path>, read_only: bool) -> Result<FileBackend, BlockError> {
         let path = path.as_ref();
         let name = path.to_string_lossy().into_owned();

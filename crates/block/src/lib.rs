@@ -35,7 +35,9 @@ pub use file::FileBackend;
 pub use mem::MemBackend;
 #[cfg(not(target_arch = "wasm32"))]
 pub use qcow2::open_image;
-pub use qcow2::{is_qcow2, DiskRead, Qcow2Backend, Qcow2Disk, Qcow2Header, RawDisk, ReadAt};
+pub use qcow2::{
+    is_qcow2, DiskRead, Qcow2Backend, Qcow2Disk, Qcow2Header, RawDisk, ReadAt, MAX_BACKING_DEPTH,
+};
 
 /// Sector size used for rounding and `wr_highest_offset`.
 pub const SECTOR_SIZE: u64 = 512;
