@@ -116,7 +116,7 @@ impl F80 {
     }
 
     /// The same value with the sign flipped.
-    pub fn neg(self) -> F80 {
+    pub fn negate(self) -> F80 {
         F80 {
             se: self.se ^ 0x8000,
             m: self.m,
@@ -632,7 +632,7 @@ pub fn sub(a: F80, b: F80, env: &Env) -> (F80, u16) {
     if b.is_nan() || b.class() == Class::Unsupported {
         return add(a, b, env);
     }
-    add(a, b.neg(), env)
+    add(a, b.negate(), env)
 }
 
 /// `a * b`.
@@ -1310,7 +1310,7 @@ mod tests {
     #[test]
     fn zeros_and_signs() {
         let z = F80::ZERO;
-        let nz = z.neg();
+        let nz = z.negate();
         assert_eq!(add(z, nz, &NEAR).0, z);
         assert_eq!(add(z, nz, &env(64, Rc::Down)).0, nz);
         assert_eq!(add(nz, nz, &NEAR).0, nz);
@@ -1323,10 +1323,10 @@ mod tests {
     #[test]
     fn invalid_and_zero_divide() {
         let inf = F80::INFINITY;
-        assert_eq!(add(inf, inf.neg(), &NEAR), (F80::INDEFINITE, IE));
+        assert_eq!(add(inf, inf.negate(), &NEAR), (F80::INDEFINITE, IE));
         assert_eq!(mul(inf, F80::ZERO, &NEAR), (F80::INDEFINITE, IE));
         assert_eq!(div(F80::ZERO, F80::ZERO, &NEAR), (F80::INDEFINITE, IE));
-        assert_eq!(div(int(1), F80::ZERO.neg(), &NEAR), (inf.neg(), ZE));
+        assert_eq!(div(int(1), F80::ZERO.negate(), &NEAR), (inf.negate(), ZE));
         assert_eq!(sqrt(int(-1), &NEAR), (F80::INDEFINITE, IE));
         assert_eq!(add(f(0x3FFF, 0), int(1), &NEAR), (F80::INDEFINITE, IE));
     }
@@ -1348,8 +1348,8 @@ mod tests {
         assert_eq!(add(max, max, &NEAR), (F80::INFINITY, OE | PE | C1));
         assert_eq!(add(max, max, &env(64, Rc::Zero)), (max, OE | PE));
         assert_eq!(
-            add(max.neg(), max.neg(), &env(64, Rc::Up)),
-            (max.neg(), OE | PE)
+            add(max.negate(), max.negate(), &env(64, Rc::Up)),
+            (max.negate(), OE | PE)
         );
         let max24 = f(0x7FFE, 0xFFFF_FF00_0000_0000);
         assert_eq!(mul(max, int(2), &env(24, Rc::Zero)).0, max24);
@@ -1389,7 +1389,7 @@ mod tests {
     fn compares() {
         assert_eq!(compare(int(1), int(2), false), (Some(Ordering::Less), 0));
         assert_eq!(
-            compare(F80::ZERO, F80::ZERO.neg(), false),
+            compare(F80::ZERO, F80::ZERO.negate(), false),
             (Some(Ordering::Equal), 0)
         );
         assert_eq!(compare(int(-3), int(-2), false).0, Some(Ordering::Less));
@@ -1421,10 +1421,13 @@ mod tests {
         assert_eq!(to_int(half, 32, &NEAR), (0, PE));
         assert_eq!(to_int(half, 32, &env(64, Rc::Up)), (1, PE | C1));
         assert_eq!(to_int(f(0x3FFF, 3 << 62), 64, &NEAR), (2, PE | C1));
-        assert_eq!(to_int(f(0x403E, 1 << 63).neg(), 64, &NEAR), (i64::MIN, 0));
+        assert_eq!(
+            to_int(f(0x403E, 1 << 63).negate(), 64, &NEAR),
+            (i64::MIN, 0)
+        );
         assert_eq!(round_int(f(0x4000, 5 << 61), &NEAR), (int(2), PE));
         assert_eq!(
-            round_int(half.neg(), &env(64, Rc::Down)),
+            round_int(half.negate(), &env(64, Rc::Down)),
             (int(-1), PE | C1)
         );
     }

@@ -915,7 +915,7 @@ impl Fpu {
             0xE0 | 0xE1 => match self.get(0) {
                 Some(v) => {
                     self.set_c1(false);
-                    self.set(0, if modrm == 0xE0 { v.neg() } else { v.abs() });
+                    self.set(0, if modrm == 0xE0 { v.negate() } else { v.abs() });
                 }
                 None => {
                     if self.underflow() {
