@@ -183,7 +183,7 @@ impl Vga {
     }
 
     /// The 16 colours of 4-bit pixel values through the attribute controller.
-    fn palette16(&self) -> [u32; 16] {
+    pub(super) fn palette16(&self) -> [u32; 16] {
         let mode = self.ar[AR_MODE];
         let cs = self.ar[AR_COLOR_SELECT];
         let pe = self.ar[AR_PLANE_ENABLE] & 0x0F;

@@ -490,3 +490,62 @@ fn dispi_4bpp_is_planar_through_the_bank_window() {
     );
     assert_eq!(f.pixels[700 * 1024 + 9], 0xFF00_0000);
 }
+
+#[test]
+fn cga_mode_04_interleaved_banks_and_2bpp_pixels() {
+    let mut v = Vga::new();
+    v.io_write(PORT_MISC_WRITE, 1, 0x63);
+    for (i, x) in [0x01u8, 0x09, 0x03, 0x00, 0x02].into_iter().enumerate() {
+        seq(&mut v, i as u8, x);
+    }
+    seq(&mut v, 0, 0x03);
+    let crtc: [u8; 25] = [
+        0x2D, 0x27, 0x28, 0x90, 0x2B, 0x80, 0xBF, 0x1F, 0x00, 0xC1, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x9C, 0x8E, 0x8F, 0x14, 0x00, 0x96, 0xB9, 0xA2, 0xFF,
+    ];
+    for (i, &x) in crtc.iter().enumerate() {
+        v.io_write(PORT_CRTC_INDEX_COLOR, 2, i as u32 | u32::from(x) << 8);
+    }
+    for (i, &x) in [0u8, 0, 0, 0, 0, 0x30, 0x0F, 0, 0xFF].iter().enumerate() {
+        gc(&mut v, i as u8, x);
+    }
+    let ar = [
+        0x00u8, 0x13, 0x15, 0x17, 2, 4, 6, 7, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+    ];
+    v.io_read(PORT_STATUS1_COLOR, 1, 0);
+    for (i, &x) in ar.iter().enumerate() {
+        v.io_write(PORT_AR_INDEX, 1, i as u32);
+        v.io_write(PORT_AR_INDEX, 1, u32::from(x));
+    }
+    for (i, x) in [(0x10u32, 0x01u32), (0x12, 0x03)] {
+        v.io_write(PORT_AR_INDEX, 1, i);
+        v.io_write(PORT_AR_INDEX, 1, x);
+    }
+    v.io_write(PORT_AR_INDEX, 1, 0x20);
+    for i in 0..64u32 {
+        v.io_write(PORT_DAC_WRITE_INDEX, 1, i);
+        for c in [i, 63 - i, i / 2] {
+            v.io_write(PORT_DAC_DATA, 1, c);
+        }
+    }
+    // Row 0 pixels 0–3 = 3,2,1,0 (even bank); row 1 pixels 0–3 = 0,1,2,3 (odd bank at +8K).
+    // Pixels 4–7 of row 0 come from the next byte.
+    v.mem_write(0x1_8000, 0xE4);
+    v.mem_write(0x1_8001, 0xFF);
+    v.mem_write(0x1_A000, 0x1B);
+    let info = v.mode_info();
+    assert_eq!((info.width, info.height, info.bpp), (320, 200, 2));
+    let pal = v.palette16();
+    let f = v.render(0).expect("frame");
+    let px = |x: usize, y: usize| f.pixels[y * 320 + x];
+    assert_eq!(
+        [px(0, 0), px(1, 0), px(2, 0), px(3, 0)],
+        [pal[3], pal[2], pal[1], pal[0]]
+    );
+    assert_eq!(px(4, 0), pal[3]);
+    assert_eq!(
+        [px(0, 1), px(1, 1), px(2, 1), px(3, 1)],
+        [pal[0], pal[1], pal[2], pal[3]]
+    );
+    assert_ne!(pal[1], pal[2]);
+}
