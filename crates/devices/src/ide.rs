@@ -923,7 +923,7 @@ impl Ide {
     fn data_in(&mut self, c: usize, out: &mut [u8]) -> usize {
         let ch = &mut self.st.channels[c];
         let d = &mut ch.drives[ch.unit];
-        if d.dir != Dir::In || d.status & DRQ == 0 {
+        if d.dir != Dir::In || d.status & DRQ == 0 || op_is_dma(d.op) {
             return 0;
         }
         let end = d.blk_end.min(d.buf.len());
@@ -943,7 +943,7 @@ impl Ide {
     fn data_out(&mut self, c: usize, data: &[u8]) -> usize {
         let ch = &mut self.st.channels[c];
         let d = &mut ch.drives[ch.unit];
-        if d.dir != Dir::Out || d.status & DRQ == 0 {
+        if d.dir != Dir::Out || d.status & DRQ == 0 || op_is_dma(d.op) {
             return 0;
         }
         let end = d.blk_end.min(d.buf.len());
@@ -1563,15 +1563,7 @@ impl Ide {
     /// The drive of channel `c` with a DMA command in progress (else the selected one).
     fn dma_drive(&self, c: usize) -> usize {
         let ch = &self.st.channels[c];
-        let dma = |d: &Drive| {
-            matches!(
-                d.op,
-                Op::DiskRead { dma: true, .. }
-                    | Op::DiskWrite { dma: true, .. }
-                    | Op::CdRead { dma: true, .. }
-                    | Op::CdReply { dma: true }
-            )
-        };
+        let dma = |d: &Drive| op_is_dma(d.op);
         if dma(&ch.drives[ch.unit]) {
             ch.unit
         } else if dma(&ch.drives[1 - ch.unit]) {
@@ -1891,7 +1883,7 @@ impl Ide {
                         _ => {
                             let mut cap = [0u8; 28];
                             cap[0] = 0x2A;
-                            cap[1] = 0x1A - 6;
+                            cap[1] = 0x12; // 20-byte page
                             cap[2] = 0x3B; // reads CD-R/RW, DVD-ROM ...
                             cap[4] = 0x71; // audio play, multi-session, mode 2 forms
                             cap[5] = 0xFF; // CD-DA commands, accurate stream ...
@@ -2066,6 +2058,17 @@ impl Ide {
         w[88] = 0x3F | udma;
         Ide::words_to_bytes(&w)
     }
+}
+
+/// Whether the operation moves its data by bus-master DMA (the data port is then idle).
+fn op_is_dma(op: Op) -> bool {
+    matches!(
+        op,
+        Op::DiskRead { dma: true, .. }
+            | Op::DiskWrite { dma: true, .. }
+            | Op::CdRead { dma: true, .. }
+            | Op::CdReply { dma: true }
+    )
 }
 
 fn d_is_cd(d: &Drive) -> bool {
@@ -2490,6 +2493,29 @@ mod tests {
             ide.bm_read(2, 1) as u8 & (BM_ST_INTR | BM_ST_ACTIVE),
             BM_ST_INTR
         );
+    }
+
+    #[test]
+    fn dma_data_waits_for_the_engine_not_the_data_port() {
+        let mut ide = disk(1 << 20);
+        let mut m = mem();
+        prd(&mut m, 0x1000, &[(0x2000, 512, true)]);
+        ide.bm_write(4, 4, 0x1000, &mut m);
+        ide.bm_write(0, 1, BM_CMD_TO_MEMORY as u32, &mut m);
+        lba28(&mut ide, 1, 1, 0xC8);
+        serve(&mut ide, &mut m);
+        assert_eq!(status(&mut ide), DRDY | DSC | DRQ);
+        assert_eq!(
+            ide.pio_read_bulk(0, &mut [0u8; 512]),
+            0,
+            "no PIO during DMA"
+        );
+        assert!(!ide.irq_level(0));
+        ide.bm_write(0, 1, (BM_CMD_START | BM_CMD_TO_MEMORY) as u32, &mut m);
+        let mut got = vec![0u8; 512];
+        m.read_phys(0x2000, &mut got);
+        assert_eq!(got, pattern(512, 512));
+        assert!(ide.irq_level(0));
     }
 
     #[test]
