@@ -172,6 +172,13 @@ impl FwCfg {
         f
     }
 
+    /// System reset: the cursor and the DMA address register are cleared; items stay.
+    pub fn reset(&mut self) {
+        self.key = KEY_SIGNATURE;
+        self.offset = 0;
+        self.dma_addr = [0; 8];
+    }
+
     fn reserved(key: u16) -> bool {
         let k = key & !KEY_WRITE_CHANNEL;
         matches!(k, KEY_SIGNATURE | KEY_ID | KEY_FILE_DIR) || (KEY_FILE_FIRST..0x4000).contains(&k)
@@ -624,6 +631,14 @@ mod tests {
         ));
         assert_eq!(f.file_key("a"), Some(0x20));
         assert_eq!(f.file_key("y".repeat(55).as_str()), Some(0x21));
+        f.write(PORT_SELECTOR, 2, 0x20, &mut m);
+        assert_eq!(f.read(PORT_DATA, 1), 1);
+        f.reset();
+        assert_eq!(
+            f.read(PORT_DATA, 1) as u8,
+            b'Q',
+            "reset selects the signature"
+        );
     }
 
     #[test]

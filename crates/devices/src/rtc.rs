@@ -64,6 +64,8 @@ pub const B_PIE: u8 = 0x40;
 pub const B_AIE: u8 = 0x20;
 /// Register B: update-ended interrupt enable.
 pub const B_UIE: u8 = 0x10;
+/// Register B: square-wave output enable.
+pub const B_SQWE: u8 = 0x08;
 /// Register B: binary (not BCD) data mode.
 pub const B_DM_BINARY: u8 = 0x04;
 /// Register B: 24-hour mode.
@@ -169,6 +171,15 @@ impl Rtc {
         };
         rtc.refresh_regs(0);
         rtc
+    }
+
+    /// System reset (the chip's RESET pin): interrupt enables and flags are cleared; the
+    /// time, the divider and the NVRAM are kept.
+    pub fn reset(&mut self, now: VirtTime) {
+        self.sync(now);
+        let b = self.reg(REG_B) & !(B_PIE | B_AIE | B_UIE | B_SQWE);
+        self.set_reg(REG_B, b);
+        self.set_reg(REG_C, 0);
     }
 
     fn reg(&self, r: u8) -> u8 {
@@ -684,6 +695,20 @@ mod tests {
         let restart = t + 5 * NS_PER_SEC;
         assert_eq!(rd(&mut r, REG_SECONDS, restart + FIRST_UPDATE_NS - 1), 0x30);
         assert_eq!(rd(&mut r, REG_SECONDS, restart + FIRST_UPDATE_NS), 0x31);
+    }
+
+    #[test]
+    fn reset_clears_enables_keeps_time_and_nvram() {
+        let mut r = Rtc::new(T0);
+        r.set_cmos(0x40, 0x99);
+        wr(&mut r, REG_B, B_24H | B_UIE | B_PIE, 0);
+        r.advance(2 * NS_PER_SEC);
+        assert!(r.irq_level());
+        r.reset(2 * NS_PER_SEC);
+        assert!(!r.irq_level());
+        assert_eq!(rd(&mut r, REG_B, 2 * NS_PER_SEC), B_24H);
+        assert_eq!(rd(&mut r, REG_SECONDS, 2 * NS_PER_SEC), 0x22);
+        assert_eq!(r.cmos(0x40), 0x99);
     }
 
     #[test]
