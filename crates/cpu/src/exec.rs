@@ -262,6 +262,15 @@ impl Cpu {
     }
 
     #[inline(always)]
+    fn zf(&self) -> bool {
+        if self.lf.mask & ZF != 0 {
+            self.lf.res == 0
+        } else {
+            self.eflags & ZF != 0
+        }
+    }
+
+    #[inline(always)]
     fn flag(&self, f: u32) -> bool {
         if self.lf.mask & f != 0 {
             self.lf.compute(f) != 0
@@ -275,12 +284,12 @@ impl Cpu {
         let r = match (cc >> 1) & 7 {
             0 => self.flag(OF),
             1 => self.flag(CF),
-            2 => self.flag(ZF),
-            3 => self.flag(CF) || self.flag(ZF),
+            2 => self.zf(),
+            3 => self.flag(CF) || self.zf(),
             4 => self.flag(SF),
             5 => self.flag(PF),
             6 => self.flag(SF) != self.flag(OF),
-            _ => self.flag(ZF) || (self.flag(SF) != self.flag(OF)),
+            _ => self.zf() || (self.flag(SF) != self.flag(OF)),
         };
         r ^ (cc & 1 != 0)
     }
@@ -640,6 +649,7 @@ impl Cpu {
     /// Decodes and executes one instruction.
     pub(crate) fn step<B: Bus>(&mut self, bus: &mut B) -> Res<()> {
         self.start_eip = self.eip;
+        self.prefetch(bus);
         let d = self.segs[sreg::CS].big;
         let mut p = Pfx {
             op32: d,

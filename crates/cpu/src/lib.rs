@@ -231,6 +231,12 @@ pub struct Cpu {
     pub(crate) msr_debugctl: u64,
     /// EIP of the instruction being executed (faults restore it).
     pub(crate) start_eip: u32,
+    /// Instruction bytes prefetched at the start of the instruction (fast fetch path).
+    pub(crate) ibuf: [u8; 16],
+    /// Next byte of `ibuf` to consume.
+    pub(crate) ipos: u8,
+    /// Valid bytes in `ibuf` (0: fetch through the slow path).
+    pub(crate) iavail: u8,
     /// Set by I/O or MMIO: the run loop checks the memory generation and exit request.
     pub(crate) io_done: bool,
     /// The `limit` of the current `run` call (REP chunks stop there).
@@ -287,6 +293,9 @@ impl Cpu {
             msr_bios_sign: 0,
             msr_debugctl: 0,
             start_eip: 0,
+            ibuf: [0; 16],
+            ipos: 0,
+            iavail: 0,
             io_done: false,
             run_limit: 0,
             mem_gen: u64::MAX,

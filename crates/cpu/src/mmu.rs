@@ -259,9 +259,25 @@ impl Cpu {
         if e.wtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
             let o = e.off + (lin & 0xFFF) as usize;
             let s = bus.memory().store_mut();
-            if let Some(b) = s.get_mut(o..o + n as usize) {
-                b.copy_from_slice(&v.to_le_bytes()[..n as usize]);
-                return Ok(());
+            match n {
+                1 => {
+                    if let Some(b) = s.get_mut(o) {
+                        *b = v as u8;
+                        return Ok(());
+                    }
+                }
+                2 => {
+                    if let Some(b) = s.get_mut(o..o + 2) {
+                        b.copy_from_slice(&(v as u16).to_le_bytes());
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    if let Some(b) = s.get_mut(o..o + 4) {
+                        b.copy_from_slice(&v.to_le_bytes());
+                        return Ok(());
+                    }
+                }
             }
         }
         let user = self.cpl == 3;
@@ -458,9 +474,46 @@ impl Cpu {
         Ok(())
     }
 
+    /// Prefetches up to 16 instruction bytes at EIP when they lie in one page reachable
+    /// through the TLB and inside the CS limit (and before a 16-bit IP wrap).
+    #[inline(always)]
+    pub(crate) fn prefetch<B: Bus>(&mut self, bus: &mut B) {
+        self.ipos = 0;
+        self.iavail = 0;
+        let cs = &self.segs[sreg::CS];
+        let off = self.eip;
+        let lin = cs.base.wrapping_add(off);
+        if lin & 0xFFF > 0x1000 - 16
+            || off > cs.limit
+            || cs.limit - off < 15
+            || (!cs.big && off > 0xFFFF - 15)
+        {
+            return;
+        }
+        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        if e.rtag == lin & 0xFFFF_F000 {
+            let o = e.off + (lin & 0xFFF) as usize;
+            if let Some(s) = bus.memory().store().get(o..o + 16) {
+                self.ibuf.copy_from_slice(s);
+                self.iavail = 16;
+            }
+        }
+    }
+
     /// Fetches one instruction byte at EIP and advances EIP.
     #[inline(always)]
     pub(crate) fn fetch8<B: Bus>(&mut self, bus: &mut B) -> Res<u8> {
+        if self.ipos < self.iavail {
+            let b = self.ibuf[self.ipos as usize & 15];
+            self.ipos += 1;
+            self.eip = self.eip.wrapping_add(1);
+            return Ok(b);
+        }
+        self.fetch8_slow(bus)
+    }
+
+    #[inline(never)]
+    fn fetch8_slow<B: Bus>(&mut self, bus: &mut B) -> Res<u8> {
         let cs = &self.segs[sreg::CS];
         let off = self.eip;
         if off > cs.limit {
