@@ -24,6 +24,12 @@ use crate::{Snapshot, StateError};
 
 /// Configuration address register port (32-bit, readable).
 pub const CONFIG_ADDRESS_PORT: u16 = 0xCF8;
+/// PIIX3 reset control register (byte port inside the 0xCF8 dword).
+pub const RESET_CONTROL_PORT: u16 = 0xCF9;
+/// Reset control bit 1: system (hard) reset when a reset is triggered.
+pub const RCR_SYS_RST: u8 = 1 << 1;
+/// Reset control bit 2: writing 1 triggers the reset.
+pub const RCR_RST_CPU: u8 = 1 << 2;
 /// First configuration data port (0xCFC–0xCFF).
 pub const CONFIG_DATA_PORT: u16 = 0xCFC;
 
@@ -495,6 +501,11 @@ pub enum PciEvent {
         /// Access size in bytes.
         size: u8,
     },
+    /// The guest asked for a reset through port 0xCF9 (bit 2 written as 1).
+    ResetRequested {
+        /// Bit 1 was set: a system (hard) reset rather than a CPU-only reset.
+        hard: bool,
+    },
     /// Too many changes queued, or the state was restored: re-read everything.
     Resync,
 }
@@ -602,6 +613,8 @@ pub fn class_description(class: u16) -> Option<&'static str> {
 pub struct PciBusState {
     /// Configuration address register (0xCF8).
     pub address: u32,
+    /// PIIX3 reset control register (0xCF9), bit 1 only.
+    pub reset_control: u8,
     /// (devfn, 256 configuration bytes) for each function, in bus order.
     pub functions: Vec<(u8, Vec<u8>)>,
 }
@@ -610,6 +623,7 @@ pub struct PciBusState {
 #[derive(Clone, Debug)]
 pub struct PciBus {
     address: u32,
+    reset_control: u8,
     functions: Vec<(u8, PciConfig)>,
     events: Vec<PciEvent>,
 }
@@ -619,6 +633,7 @@ impl PciBus {
     pub fn new() -> PciBus {
         PciBus {
             address: 0,
+            reset_control: 0,
             functions: Vec::new(),
             events: Vec::new(),
         }
@@ -730,6 +745,7 @@ impl PciBus {
     /// address register. Queues [`PciEvent::Resync`]: the board re-reads PAM, BARs and routes.
     pub fn reset(&mut self) {
         self.address = 0;
+        self.reset_control = 0;
         for (_, c) in &mut self.functions {
             c.data = c.power_on;
         }
@@ -743,6 +759,7 @@ impl PciBus {
         let ones = size_mask(size);
         match port {
             CONFIG_ADDRESS_PORT if size == 4 => self.address,
+            RESET_CONTROL_PORT if size == 1 => u32::from(self.reset_control),
             CONFIG_DATA_PORT..=0xCFF => {
                 let Some((devfn, reg)) = self.target(port) else {
                     return ones;
@@ -760,6 +777,15 @@ impl PciBus {
     pub fn io_write(&mut self, port: u16, size: u8, val: u32) {
         match port {
             CONFIG_ADDRESS_PORT if size == 4 => self.address = val & 0x80FF_FFFC,
+            RESET_CONTROL_PORT if size == 1 => {
+                let v = val as u8;
+                self.reset_control = v & RCR_SYS_RST;
+                if v & RCR_RST_CPU != 0 {
+                    self.push_event(PciEvent::ResetRequested {
+                        hard: v & RCR_SYS_RST != 0,
+                    });
+                }
+            }
             CONFIG_DATA_PORT..=0xCFF => {
                 if let Some((devfn, reg)) = self.target(port) {
                     self.config_write(devfn, reg, usize::from(size), val & size_mask(size));
@@ -1049,6 +1075,7 @@ impl Snapshot for PciBus {
     fn save(&self) -> PciBusState {
         PciBusState {
             address: self.address,
+            reset_control: self.reset_control,
             functions: self
                 .functions
                 .iter()
@@ -1059,6 +1086,9 @@ impl Snapshot for PciBus {
 
     fn restore(&mut self, s: &PciBusState) -> Result<(), StateError> {
         let err = |r: String| StateError::new("pci", r);
+        if s.reset_control & !RCR_SYS_RST != 0 {
+            return Err(err(format!("bad reset control {:#x}", s.reset_control)));
+        }
         if s.address & !0x80FF_FFFC != 0 {
             return Err(err(format!("bad address register {:#x}", s.address)));
         }
@@ -1079,6 +1109,7 @@ impl Snapshot for PciBus {
         }
         self.functions = next;
         self.address = s.address;
+        self.reset_control = s.reset_control;
         self.events.clear();
         self.events.push(PciEvent::Resync);
         Ok(())
@@ -1090,6 +1121,7 @@ crate::snapshot_tests!(pci_snapshot, PciBus::pc, |b: &mut PciBus| {
     b.io_write(CONFIG_DATA_PORT, 4, 0x3333_3000);
     b.io_write(CONFIG_ADDRESS_PORT, 4, 0x8000_1010);
     b.io_write(CONFIG_DATA_PORT, 4, 0xFD00_0000);
+    b.io_write(RESET_CONTROL_PORT, 1, 0x02);
 });
 
 #[cfg(test)]
@@ -1474,6 +1506,25 @@ mod tests {
         );
         wr(&mut b, DEVFN_IDE, 0x04, 2, 0x0005);
         assert!(b.ide_bus_master_enabled());
+    }
+
+    #[test]
+    fn reset_control_port_like_seabios_reboot() {
+        let mut b = PciBus::pc();
+        b.io_write(RESET_CONTROL_PORT, 1, 0x02);
+        assert!(b.take_events().is_empty());
+        assert_eq!(b.io_read(RESET_CONTROL_PORT, 1), 0x02);
+        b.io_write(RESET_CONTROL_PORT, 1, 0x06);
+        assert_eq!(
+            b.take_events(),
+            vec![PciEvent::ResetRequested { hard: true }]
+        );
+        // The dword register at 0xCF8 is unaffected.
+        b.io_write(CONFIG_ADDRESS_PORT, 4, 0x8000_0000);
+        assert_eq!(b.io_read(CONFIG_ADDRESS_PORT, 4), 0x8000_0000);
+        assert_eq!(b.io_read(RESET_CONTROL_PORT, 1), 0x02);
+        b.reset();
+        assert_eq!(b.io_read(RESET_CONTROL_PORT, 1), 0);
     }
 
     #[test]
