@@ -170,14 +170,12 @@ impl Counter {
                     let half = n / 2;
                     n - 2 * (p % half)
                 } else {
-                    // Odd counts: approximated as N, N-1, N-3, ... in each half.
+                    // Odd counts (8254 data sheet): N-1 is loaded and counted down by two;
+                    // OUT falls one clock after it expires (so the high half reads N-1 ...
+                    // 2, 0) and rises as it expires in the low half (N-1 ... 2).
                     let high = n.div_ceil(2);
                     let q = if p < high { p } else { p - high };
-                    if q == 0 {
-                        n
-                    } else {
-                        n - 1 - 2 * (q - 1)
-                    }
+                    n - 1 - 2 * q
                 }
             }
             _ => (i64::from(n) - (d % self.modulus() as u64) as i64).rem_euclid(self.modulus())
@@ -802,6 +800,13 @@ mod tests {
         assert!(p.out(0, at(203)));
         assert!(!p.out(0, at(204)));
         assert!(p.out(0, at(206)));
+        let values: Vec<u16> = (201..207)
+            .map(|k| {
+                p.write(0x43, 0x00, at(k));
+                read_word(&mut p, 0x40, at(k))
+            })
+            .collect();
+        assert_eq!(values, [4, 2, 0, 4, 2, 4]);
     }
 
     #[test]
