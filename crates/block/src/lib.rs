@@ -18,7 +18,9 @@
 //!
 //! # qcow2
 //! [`Qcow2Backend`] reads qcow2 images (versions 2 and 3, backing chains, deflate-compressed
-//! clusters); it is read-only: guest writes fail with [`BlockError::ReadOnly`].
+//! clusters); it is read-only: guest writes fail with [`BlockError::ReadOnly`]. An
+//! [`Overlay`] over any backend keeps guest writes in memory (QEMU's `-snapshot`), which makes
+//! qcow2 and remote images writable for the guest.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -27,12 +29,14 @@ mod device;
 #[cfg(not(target_arch = "wasm32"))]
 mod file;
 mod mem;
+mod overlay;
 mod qcow2;
 
 pub use device::{BlockDevice, BlockStats, ThrottleError, ThrottleLimits};
 #[cfg(not(target_arch = "wasm32"))]
 pub use file::FileBackend;
 pub use mem::MemBackend;
+pub use overlay::Overlay;
 #[cfg(not(target_arch = "wasm32"))]
 pub use qcow2::open_image;
 pub use qcow2::{
