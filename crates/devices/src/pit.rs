@@ -6,7 +6,9 @@
 //! A written count is loaded on the first clock edge after the write, as on hardware (so in
 //! mode 0 OUT rises N+1 clock edges after the count is written). IRQ0 is reported to the board
 //! as a number of OUT0 rising edges by [`Pit::advance`]; [`Pit::next_deadline`] gives the time
-//! of the next one. Ports given to [`Pit::read`]/[`Pit::write`] are **absolute**
+//! of the next one. A count rewritten while modes 2/3 are counting takes effect at the end
+//! of the current period (the 8254 switches mode 3 at the end of a half-cycle; this model
+//! waits for the period). Ports given to [`Pit::read`]/[`Pit::write`] are **absolute**
 //! (0x40-0x43 and 0x61).
 
 use serde::{Deserialize, Serialize};
