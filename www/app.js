@@ -1,176 +1,419 @@
 // The wasm86 page: starts the VM worker and wires the screen, the serial terminal, the QMP
 // console and the QMP doors (window.wasm86 for the page and devtools, postMessage for other
-// windows). No emulator logic lives here.
+// windows; the worker itself connects the WebSocket relay). No emulator logic lives here.
+//
+// window.wasm86:
+//   qmp(x, transfer?)  x: a JSON string, an object, or a short form ("eject device=ide1-cd0");
+//                      resolves with the full response object ({"return": ...} or
+//                      {"error": ...}, with "id" when given); rejects only when the VM is gone.
+//                      Input that cannot be one QMP message (unbalanced JSON, a malformed short
+//                      form) resolves with a JSONParsing / GenericError response without
+//                      reaching the VM, so the session never waits on half a message.
+//   on(name, fn) / off(name, fn)   "event" (whole QMP event objects), "serial" (text written by
+//                      the guest to ttyS0), "status" ({state, mips}), "file" ({name, data}),
+//                      "started" ({commands}), "quit", "relay" (text).
+//   relay(url)         connect the worker to a QMP relay (wasm86-bridge's /qmp WebSocket).
+//   restart(config)    power on a new VM (the guest form uses it).
+//   files              Map name -> Uint8Array of files written by screendump/memsave/pmemsave.
+//   state              the last known run state.
 import { scancodes, CTRL_ALT_DEL } from "./keymap.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const worker = new Worker("worker.js", { type: "module" });
-const listeners = { event: new Set() };
-const pending = []; // FIFO of {resolve, reject} for the page door's replies
+const listeners = new Map();
+let worker = null;
+let pending = []; // FIFO of {resolve, reject}: the page door's replies come in request order
 let commandNames = [];
-let gone = false;
+let gone = true;
+let vmState = "loading";
 
-// ---- the page/devtools door -----------------------------------------------------------------
-function toRequest(x) {
-  if (typeof x === "object" && x !== null) return JSON.stringify(x);
-  const s = String(x).trim();
-  if (s.startsWith("{")) return s;
-  return JSON.stringify(shortForm(s));
+function emit(name, arg) {
+  for (const fn of listeners.get(name) || []) {
+    try { fn(arg); } catch (e) { console.error(e); }
+  }
 }
 
-// "eject device=ide1-cd0 force=true" -> {"execute": "eject", "arguments": {...}}
-function shortForm(s) {
-  const [name, ...rest] = s.split(/\s+/);
+// ---- the page/devtools door -----------------------------------------------------------------
+
+/** True when `s` is exactly one balanced JSON (or QEMU single-quoted) structure. */
+function oneMessage(s) {
+  let depth = 0, quote = null, esc = false, ended = false;
+  for (const c of s) {
+    if (ended) { if (!/\s/.test(c)) return false; continue; }
+    if (quote) {
+      if (esc) esc = false;
+      else if (c === "\\") esc = true;
+      else if (c === quote) quote = null;
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") { if (--depth < 0) return false; if (depth === 0) ended = true; }
+    else if (depth === 0 && !/\s/.test(c)) return false;
+  }
+  return ended && !quote;
+}
+
+/** Splits a short form into words; "..." and '...' keep spaces, {...}/[...] stay whole. */
+function words(s) {
+  const out = [];
+  let cur = "", quote = null, depth = 0, had = false;
+  for (const c of s) {
+    if (quote) { if (c === quote) quote = null; else cur += c; continue; }
+    if ((c === '"' || c === "'") && depth === 0) { quote = c; had = true; continue; }
+    if (c === "{" || c === "[") depth++;
+    if (c === "}" || c === "]") depth--;
+    if (/\s/.test(c) && depth === 0) { if (cur || had) out.push(cur); cur = ""; had = false; continue; }
+    cur += c;
+  }
+  if (quote) throw new Error("unterminated quote");
+  if (cur || had) out.push(cur);
+  return out;
+}
+
+/** "eject device=ide1-cd0 force=true" -> {"execute": "eject", "arguments": {...}}. */
+export function shortForm(s) {
+  const [name, ...rest] = words(s);
+  if (!name) throw new Error("empty command");
   const args = {};
   for (const kv of rest) {
     const i = kv.indexOf("=");
-    if (i < 0) throw new Error(`'${kv}': expected name=value`);
+    if (i <= 0) throw new Error(`'${kv}': expected name=value`);
     const k = kv.slice(0, i), v = kv.slice(i + 1);
     if (v === "true" || v === "false") args[k] = v === "true";
     else if (/^-?(0x[0-9a-f]+|\d+)$/i.test(v)) args[k] = Number(v);
+    else if (/^[[{]/.test(v)) args[k] = JSON.parse(v);
     else args[k] = v;
   }
   return rest.length ? { execute: name, arguments: args } : { execute: name };
 }
 
+/** The text to send for x, or {reply} when x cannot be one QMP message. */
+function toRequest(x) {
+  if (typeof x === "object" && x !== null) return { text: JSON.stringify(x) };
+  const s = String(x).trim();
+  if (s.startsWith("{") || s.startsWith("[")) {
+    if (oneMessage(s)) return { text: s };
+    return { reply: { error: { class: "JSONParsing", desc: "Invalid JSON syntax" } } };
+  }
+  try { return { text: JSON.stringify(shortForm(s)) }; } catch (e) {
+    return { reply: { error: { class: "GenericError", desc: `short form: ${e.message}` } } };
+  }
+}
+
 function qmp(x, transfer) {
-  if (gone) return Promise.reject(new Error("the VM is gone"));
-  let text;
-  try { text = toRequest(x); } catch (e) { return Promise.reject(e); }
+  if (gone || !worker) return Promise.reject(new Error("the VM is gone"));
+  const r = toRequest(x);
+  if (r.reply) return Promise.resolve(r.reply);
+  const movable = transfer instanceof MessagePort || (typeof ReadableStream !== "undefined" && transfer instanceof ReadableStream);
   return new Promise((resolve, reject) => {
     pending.push({ resolve, reject });
-    worker.postMessage({ type: "qmp", text, transfer: transfer || null }, transfer ? [transfer] : []);
+    worker.postMessage({ type: "qmp", text: r.text, transfer: transfer || null }, movable ? [transfer] : []);
   });
 }
 
 window.wasm86 = {
   qmp,
-  on(name, fn) { (listeners[name] ||= new Set()).add(fn); },
-  off(name, fn) { listeners[name]?.delete(fn); },
-  relay(url) { worker.postMessage({ type: "relay", url }); },
+  on(name, fn) { if (!listeners.has(name)) listeners.set(name, new Set()); listeners.get(name).add(fn); },
+  off(name, fn) { listeners.get(name)?.delete(fn); },
+  relay(url) { if (worker) worker.postMessage({ type: "relay", url }); },
+  restart(config) { startVm(config); },
   files: new Map(),
+  get state() { return vmState; },
+  get commands() { return commandNames.slice(); },
 };
 
 // ---- the postMessage door ---------------------------------------------------------------------
+// {wasm86: "qmp", session, data}: each session starts with a greeting in negotiation mode.
 const allowed = new Set([location.origin, ...params.getAll("allow-origin")]);
-const postPeers = new Map(); // session key -> {source, origin}
+let postPeers = new Map(); // "origin|session" -> {source, origin, session}
 window.addEventListener("message", (ev) => {
   const m = ev.data;
   if (!m || m.wasm86 !== "qmp" || typeof m.session !== "string") return;
-  if (!allowed.has(ev.origin)) return; // not on the allow-list: ignored
+  if (!allowed.has(ev.origin) || !worker || gone) return; // not on the allow-list: ignored
   const key = `${ev.origin}|${m.session}`;
   if (!postPeers.has(key)) {
     postPeers.set(key, { source: ev.source, origin: ev.origin, session: m.session });
     worker.postMessage({ type: "post-open", session: key });
   }
-  if (typeof m.data === "string" && m.data.length) worker.postMessage({ type: "post-in", session: key, data: m.data });
+  const transfer = m.transfer || ev.ports[0] || null;
+  if (typeof m.data === "string" && m.data.length) {
+    worker.postMessage({ type: "post-in", session: key, data: m.data, transfer }, transfer instanceof MessagePort ? [transfer] : []);
+  }
 });
 
-// ---- UI ---------------------------------------------------------------------------------------
+// ---- screen, keyboard, mouse ------------------------------------------------------------------
 const term = new window.Terminal({ convertEol: false, fontSize: 13, scrollback: 5000 });
 term.open($("terminal"));
-term.onData((d) => worker.postMessage({ type: "serial-in", data: d }));
+term.onData((d) => { if (worker && !gone) worker.postMessage({ type: "serial-in", data: d }); });
+const serialDecoder = new TextDecoder();
 
 const canvas = $("screen");
 const ctx = canvas.getContext("2d");
-function paint(frame) {
-  if (canvas.width !== frame.width || canvas.height !== frame.height) {
-    canvas.width = frame.width; canvas.height = frame.height;
-    canvas.style.aspectRatio = `${frame.width} / ${frame.height}`;
-    $("mode").textContent = `${frame.width}×${frame.height}`;
-  }
-  ctx.putImageData(new ImageData(frame.pixels, frame.width, frame.height), 0, 0);
+let frameSize = [0, 0];
+
+/** Display aspect: the 200/350/400-line modes fill a 4:3 monitor; others have square pixels. */
+function displayAspect(w, h) {
+  const crt = [[720, 400], [640, 400], [320, 200], [640, 200], [640, 350], [360, 400]];
+  return crt.some(([a, b]) => a === w && b === h) ? 4 / 3 : w / h;
 }
 
+function fitScreen() {
+  const [w, h] = frameSize;
+  if (!w || !h) return;
+  const avail = $("screen-box").clientWidth || w;
+  const aspect = displayAspect(w, h);
+  // Integer scale when the pixels are square and it fits: crisp; else fill the width.
+  let cssW = avail;
+  if (Math.abs(aspect - w / h) < 1e-6 && avail >= w) cssW = Math.floor(avail / w) * w;
+  cssW = Math.min(cssW, Math.max(avail, w));
+  canvas.style.width = `${cssW}px`;
+  canvas.style.height = `${Math.round(cssW / aspect)}px`;
+}
+new ResizeObserver(fitScreen).observe($("screen-box"));
+
+function paint(frame) {
+  if (frame.width !== frameSize[0] || frame.height !== frameSize[1]) {
+    canvas.width = frame.width; canvas.height = frame.height;
+    frameSize = [frame.width, frame.height];
+    $("mode").textContent = `${frame.width}×${frame.height}`;
+    fitScreen();
+  }
+  const rows = frame.rows ?? frame.height;
+  if (rows > 0) ctx.putImageData(new ImageData(frame.pixels, frame.width, rows), 0, frame.top ?? 0);
+}
+
+const down = new Set(); // KeyboardEvent.code of keys held on the guest's keyboard
+function sendCodes(codes) { if (worker && !gone) worker.postMessage({ type: "key", codes }); }
+function releaseKeys() {
+  for (const code of down) { const c = scancodes(code, false); if (c) sendCodes(c); }
+  down.clear();
+}
+function captureHint() {
+  const k = document.activeElement === canvas, m = document.pointerLockElement === canvas;
+  $("capture").textContent = k ? `keyboard${m ? " and mouse" : ""} captured: Esc twice quickly or click outside to release` : "click the screen to type into the guest";
+  $("capture").className = k ? "hint on" : "hint";
+}
 let lastEsc = 0;
 canvas.addEventListener("keydown", (e) => {
-  if (e.code === "Escape") { const t = performance.now(); if (t - lastEsc < 400) { canvas.blur(); return; } lastEsc = t; }
+  if (e.code === "Escape") {
+    const t = performance.now();
+    if (t - lastEsc < 400) { canvas.blur(); e.preventDefault(); return; }
+    lastEsc = t;
+  }
   const codes = scancodes(e.code, true);
-  if (codes) { worker.postMessage({ type: "key", codes }); e.preventDefault(); }
+  if (codes) { down.add(e.code); sendCodes(codes); e.preventDefault(); }
 });
 canvas.addEventListener("keyup", (e) => {
   const codes = scancodes(e.code, false);
-  if (codes) { worker.postMessage({ type: "key", codes }); e.preventDefault(); }
+  if (codes) { down.delete(e.code); sendCodes(codes); e.preventDefault(); }
 });
+canvas.addEventListener("focus", captureHint);
+canvas.addEventListener("blur", () => { releaseKeys(); if (document.pointerLockElement === canvas) document.exitPointerLock(); captureHint(); });
 canvas.addEventListener("click", () => canvas.focus());
-canvas.addEventListener("mousemove", (e) => {
-  if (document.activeElement !== canvas) return;
-  worker.postMessage({ type: "mouse", dx: e.movementX, dy: -e.movementY, dz: 0, buttons: e.buttons & 7 });
-});
+document.addEventListener("pointerlockchange", captureHint);
+$("btn-mouse").addEventListener("click", () => { canvas.focus(); canvas.requestPointerLock?.(); });
+let buttons = 0;
+function sendMouse(dx, dy, dz) { if (worker && !gone) worker.postMessage({ type: "mouse", dx, dy, dz, buttons }); }
+const mouseOn = () => document.pointerLockElement === canvas;
+canvas.addEventListener("mousemove", (e) => { if (mouseOn()) sendMouse(e.movementX, -e.movementY, 0); });
+canvas.addEventListener("mousedown", (e) => { if (mouseOn()) { buttons = e.buttons & 7; sendMouse(0, 0, 0); e.preventDefault(); } });
+canvas.addEventListener("mouseup", (e) => { if (mouseOn()) { buttons = e.buttons & 7; sendMouse(0, 0, 0); } });
+canvas.addEventListener("wheel", (e) => { if (mouseOn()) { sendMouse(0, 0, Math.sign(e.deltaY)); e.preventDefault(); } }, { passive: false });
+canvas.addEventListener("contextmenu", (e) => { if (mouseOn()) e.preventDefault(); });
 
+// ---- logs and the QMP console -----------------------------------------------------------------
 function log(el, cls, text) {
   const d = document.createElement("div");
   d.className = cls; d.textContent = text;
   el.appendChild(d); el.scrollTop = el.scrollHeight;
   while (el.childNodes.length > 500) el.removeChild(el.firstChild);
+  return d;
+}
+const qlog = (cls, text) => log($("qmp-log"), cls, text);
+
+function eventTime(ev) {
+  const t = ev.timestamp;
+  if (!t) return "";
+  const d = new Date(t.seconds * 1000 + Math.floor(t.microseconds / 1000));
+  return `${d.toISOString().slice(11, 23)}`;
 }
 
-const history = [];
-let histPos = 0;
-$("qmp-form").addEventListener("submit", async (e) => {
+const history = (() => { try { return JSON.parse(localStorage.getItem("wasm86.history")) || []; } catch { return []; } })();
+let histPos = history.length;
+function remember(text) {
+  if (history[history.length - 1] !== text) history.push(text);
+  while (history.length > 200) history.shift();
+  histPos = history.length;
+  try { localStorage.setItem("wasm86.history", JSON.stringify(history)); } catch { /* storage off */ }
+}
+
+const HELP = `QMP console. Type JSON, or a short form: command name=value ...
+  query-status | eject device=ide1-cd0 force=true | screendump filename=shot.ppm
+  values: true/false, numbers (0x.. too), {json}/[json], "quoted strings"; anything else is a string
+  !info registers    an HMP command (human-monitor-command)
+  /relay ws://127.0.0.1:8086/qmp   connect the QMP relay of wasm86-bridge
+  Tab completes command names; Up/Down walk the history.`;
+
+async function submit(text) {
+  remember(text);
+  qlog("req", `-> ${text}`);
+  if (text === "/help" || text === "help") { qlog("resp", HELP); return; }
+  if (text.startsWith("/relay")) { window.wasm86.relay(text.slice(6).trim()); return; }
+  let req = text;
+  if (text.startsWith("!")) req = { execute: "human-monitor-command", arguments: { "command-line": text.slice(1).trim() } };
+  try {
+    const r = await qmp(req);
+    if (typeof req === "object" && "return" in r && typeof r.return === "string") qlog("resp", r.return || "(no output)");
+    else qlog(r.error ? "error" : "resp", JSON.stringify(r, null, 2));
+  } catch (err) { qlog("error", String(err.message || err)); }
+}
+
+$("qmp-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("qmp-input").value.trim();
-  if (!text) return;
-  history.push(text); histPos = history.length;
   $("qmp-input").value = "";
-  log($("qmp-log"), "req", `-> ${text}`);
-  try {
-    const r = await qmp(text);
-    log($("qmp-log"), r.error ? "error" : "resp", JSON.stringify(r, null, 2));
-  } catch (err) { log($("qmp-log"), "error", String(err.message || err)); }
+  if (text) submit(text);
 });
 $("qmp-input").addEventListener("keydown", (e) => {
-  if (e.key === "ArrowUp" && histPos > 0) { $("qmp-input").value = history[--histPos]; e.preventDefault(); }
-  if (e.key === "ArrowDown") { histPos = Math.min(history.length, histPos + 1); $("qmp-input").value = history[histPos] || ""; e.preventDefault(); }
+  const input = $("qmp-input");
+  if (e.key === "ArrowUp" && histPos > 0) { input.value = history[--histPos]; e.preventDefault(); }
+  else if (e.key === "ArrowDown") { histPos = Math.min(history.length, histPos + 1); input.value = history[histPos] || ""; e.preventDefault(); }
+  else if (e.key === "Tab") {
+    e.preventDefault();
+    const v = input.value;
+    if (/\s/.test(v.trim()) || v.startsWith("{")) return;
+    const hits = commandNames.filter((c) => c.startsWith(v.trim()));
+    if (hits.length === 1) input.value = `${hits[0]} `;
+    else if (hits.length > 1) {
+      let p = hits[0];
+      for (const h of hits) while (!h.startsWith(p)) p = p.slice(0, -1);
+      input.value = p;
+      qlog("resp", hits.join("  "));
+    }
+  }
 });
 
-const button = (id, cmd) => $(id).addEventListener("click", () => qmp(cmd).then((r) => log($("qmp-log"), r.error ? "error" : "resp", `${cmd}: ${JSON.stringify(r)}`)));
+// ---- run controls, registers, memory ----------------------------------------------------------
+const button = (id, cmd) => $(id).addEventListener("click", () => submit(cmd));
 button("btn-pause", "stop");
 button("btn-resume", "cont");
 button("btn-reset", "system_reset");
 button("btn-poweroff", "quit");
-$("btn-cad").addEventListener("click", () => worker.postMessage({ type: "key", codes: CTRL_ALT_DEL }));
-$("btn-regs").addEventListener("click", async () => {
-  const r = await qmp({ execute: "human-monitor-command", arguments: { "command-line": "info registers" } });
-  $("registers").textContent = r.return ?? JSON.stringify(r.error);
-});
-$("btn-mem").addEventListener("click", async () => {
-  const r = await qmp({ execute: "human-monitor-command", arguments: { "command-line": `xp /128xb ${$("mem-addr").value}` } });
-  $("memory").textContent = r.return ?? JSON.stringify(r.error);
+$("btn-cad").addEventListener("click", async () => {
+  // Through QMP (HMP sendkey, as QEMU 1.1 has it); raw scancodes if the VM lacks it.
+  const r = await qmp({ execute: "human-monitor-command", arguments: { "command-line": "sendkey ctrl-alt-delete" } }).catch(() => null);
+  if (!r || r.error || (typeof r.return === "string" && r.return.trim())) sendCodes(CTRL_ALT_DEL);
 });
 
+async function hmp(line) {
+  const r = await qmp({ execute: "human-monitor-command", arguments: { "command-line": line } });
+  if (r.error) throw new Error(`${r.error.class}: ${r.error.desc}`);
+  return r.return;
+}
+async function refreshRegisters() {
+  try {
+    const st = await qmp("query-status");
+    const regs = await hmp("info registers");
+    const s = st.return ? `${st.return.status}${st.return.singlestep ? " (singlestep)" : ""}` : JSON.stringify(st.error);
+    $("registers").textContent = `run state: ${s}\n\n${regs}`;
+  } catch (e) { $("registers").textContent = String(e.message || e); }
+}
+$("btn-regs").addEventListener("click", refreshRegisters);
+setInterval(() => { if ($("regs-auto").checked && !gone && vmState === "running") refreshRegisters(); }, 1000);
+
+/** HMP `xp /Nxb` lines -> hex and ASCII columns. */
+function hexView(text) {
+  const rows = [];
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^([0-9a-f]+):((?:\s+0x[0-9a-f]{2})+)\s*$/i.exec(line);
+    if (!m) { if (line.trim()) return text; continue; }
+    const bytes = m[2].trim().split(/\s+/).map((b) => parseInt(b, 16));
+    const ascii = bytes.map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
+    rows.push(`${m[1].slice(-8)}  ${bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ").padEnd(47)}  ${ascii}`);
+  }
+  return rows.join("\n");
+}
+async function showMemory() {
+  const addr = $("mem-addr").value.trim() || "0";
+  const n = Number($("mem-len").value) || 128;
+  try { $("memory").textContent = hexView(await hmp(`xp /${n}xb ${addr}`)); } catch (e) { $("memory").textContent = String(e.message || e); }
+}
+$("btn-mem").addEventListener("click", showMemory);
+$("mem-addr").addEventListener("keydown", (e) => { if (e.key === "Enter") showMemory(); });
+
+// ---- files (screendump, memsave, pmemsave) ----------------------------------------------------
+/** Paints a binary PPM ("P6 w h 255" then RGB) on the dump canvas; returns its size or null. */
 function paintPpm(bytes) {
-  // Binary PPM: "P6\n<w> <h>\n255\n" then RGB.
-  const head = new TextDecoder().decode(bytes.subarray(0, 64));
+  const head = new TextDecoder("latin1").decode(bytes.subarray(0, 64));
   const m = /^P6\s+(\d+)\s+(\d+)\s+255\s/.exec(head);
-  if (!m) return;
+  if (!m) return null;
   const w = +m[1], h = +m[2], off = m[0].length;
+  if (!w || !h || bytes.length < off + 3 * w * h) return null;
   const c = $("dump"); c.width = w; c.height = h;
+  c.style.aspectRatio = `${displayAspect(w, h)}`;
   const img = new ImageData(w, h);
   for (let i = 0; i < w * h; i++) {
     img.data[4 * i] = bytes[off + 3 * i]; img.data[4 * i + 1] = bytes[off + 3 * i + 1];
     img.data[4 * i + 2] = bytes[off + 3 * i + 2]; img.data[4 * i + 3] = 255;
   }
   c.getContext("2d").putImageData(img, 0, 0);
+  $("dump-name").textContent = "";
+  return [w, h];
 }
 
 function addFile(name, data) {
   window.wasm86.files.set(name, data);
-  const url = URL.createObjectURL(new Blob([data]));
   let li = [...$("files").children].find((x) => x.dataset.name === name);
   if (!li) { li = document.createElement("li"); li.dataset.name = name; $("files").appendChild(li); }
   li.innerHTML = "";
   const a = document.createElement("a");
-  a.href = url; a.download = name.split("/").pop(); a.textContent = `${name} (${data.length} bytes)`;
+  if (li.dataset.url) URL.revokeObjectURL(li.dataset.url);
+  li.dataset.url = a.href = URL.createObjectURL(new Blob([data]));
+  a.download = name.split("/").pop() || "file";
+  a.textContent = `${name} (${data.length} bytes)`;
   li.appendChild(a);
-  if (data[0] === 0x50 && data[1] === 0x36) paintPpm(data);
+  const isPpm = data[0] === 0x50 && data[1] === 0x36;
+  if (isPpm) {
+    const show = document.createElement("button");
+    show.textContent = "show";
+    show.onclick = () => { paintPpm(window.wasm86.files.get(name)); $("dump-name").textContent = name; };
+    li.appendChild(show);
+  }
+  const rm = document.createElement("button");
+  rm.textContent = "remove";
+  rm.onclick = () => {
+    window.wasm86.files.delete(name);
+    if (worker && !gone) worker.postMessage({ type: "remove-file", name });
+    URL.revokeObjectURL(li.dataset.url); li.remove();
+  };
+  li.appendChild(rm);
+  if (isPpm) { paintPpm(data); $("dump-name").textContent = name; }
+  emit("file", { name, data });
 }
 
-worker.onmessage = (ev) => {
+// ---- the worker -------------------------------------------------------------------------------
+function setState(state) {
+  vmState = state;
+  const b = $("runstate"); b.textContent = state; b.className = `badge ${state}`;
+}
+
+function vmGone(text) {
+  gone = true;
+  const p = pending; pending = [];
+  for (const x of p) x.reject(new Error("the VM is gone"));
+  setState(text);
+}
+
+function onWorkerMessage(ev) {
   const m = ev.data;
   switch (m.type) {
-    case "serial": term.write(m.data); break;
+    case "serial": {
+      term.write(m.data);
+      const text = serialDecoder.decode(m.data, { stream: true });
+      if (text) emit("serial", text);
+      break;
+    }
     case "frame": paint(m.frame); break;
     case "qmp-reply": {
       const p = pending.shift();
@@ -178,86 +421,123 @@ worker.onmessage = (ev) => {
       if (m.gone) p.reject(new Error("the VM is gone")); else p.resolve(m.reply);
       break;
     }
-    case "event":
-      log($("event-log"), "event", `${new Date(m.event.timestamp.seconds * 1000 + m.event.timestamp.microseconds / 1000).toISOString()} ${m.event.event} ${m.event.data ? JSON.stringify(m.event.data) : ""}`);
-      for (const fn of listeners.event) { try { fn(m.event); } catch (e) { console.error(e); } }
+    case "event": {
+      const e = m.event;
+      log($("event-log"), "event", `${eventTime(e)} ${e.event}${e.data ? ` ${JSON.stringify(e.data)}` : ""}`);
+      if (e.event === "STOP") { setState("paused"); refreshRegisters(); }
+      if (e.event === "RESUME") setState("running");
+      emit("event", e);
       break;
+    }
     case "post-out": {
       const peer = postPeers.get(m.session);
       if (peer) peer.source.postMessage({ wasm86: "qmp", session: peer.session, data: m.data }, peer.origin);
       break;
     }
-    case "status": {
-      const b = $("runstate"); b.textContent = m.state; b.className = `badge ${m.state}`;
-      $("mips").textContent = `${m.mips.toFixed(1)} MIPS`;
+    case "status":
+      setState(m.state);
+      $("mips").textContent = m.state === "running" ? `${m.mips.toFixed(1)} MIPS` : "";
+      emit("status", { state: m.state, mips: m.mips });
       break;
-    }
-    case "progress": $("progress").textContent = m.label ? `${m.label}: ${(m.got / 1048576).toFixed(1)}${m.total ? ` / ${(m.total / 1048576).toFixed(1)}` : ""} MiB` : ""; break;
+    case "progress":
+      $("progress").textContent = m.label ? `${m.label}: ${(m.got / 1048576).toFixed(1)}${m.total ? ` / ${(m.total / 1048576).toFixed(1)}` : ""} MiB` : "";
+      break;
     case "started":
       commandNames = m.commands;
-      $("qmp-completions").innerHTML = commandNames.map((c) => `<option value="${c}">`).join("");
+      $("qmp-completions").innerHTML = "";
+      for (const c of commandNames) { const o = document.createElement("option"); o.value = c; $("qmp-completions").appendChild(o); }
+      setState(m.state);
+      emit("started", { commands: commandNames.slice() });
       break;
     case "file": addFile(m.name, m.data); break;
-    case "relay": log($("qmp-log"), "resp", `relay: ${m.state}`); break;
+    case "relay": qlog("resp", `relay: ${m.state}`); emit("relay", m.state); break;
+    case "warning": qlog("error", m.message); break;
     case "quit":
-      gone = true;
-      $("runstate").textContent = "off"; $("runstate").className = "badge off";
-      while (pending.length) pending.shift().reject(new Error("the VM is gone"));
+      vmGone("off");
+      $("mips").textContent = "";
+      emit("quit");
       break;
     case "fatal":
-      gone = true;
-      log($("qmp-log"), "error", `VM error: ${m.message}`);
-      $("runstate").textContent = "error"; $("runstate").className = "badge shutdown";
+      qlog("error", `VM error: ${m.message}`);
+      vmGone("error");
+      emit("quit");
       break;
   }
-};
+}
 
-// ---- guest choice -----------------------------------------------------------------------------
-const GUESTS = {
-  linux: { kernel: "/images/linux/bzImage", initrd: "/images/linux/initrd.img", cmdline: "console=tty0 console=ttyS0,115200 quiet loglevel=3" },
-  cdrom: { cdrom: "/images/linux/linux.iso", boot: "d" },
-  hd: { hda: "/images/linux/linux-hd.img", boot: "c" },
-  floppy: { fda: "/images/memtest/memtest.img", boot: "a", memory_mib: 16 },
-};
-
-function boot(config) {
+function startVm(config) {
+  if (worker) { worker.terminate(); vmGone("loading"); }
+  postPeers = new Map();
+  term.reset();
+  frameSize = [0, 0];
+  setState("loading");
+  worker = new Worker("worker.js", { type: "module" });
+  worker.onmessage = onWorkerMessage;
+  worker.onerror = (e) => { qlog("error", `worker: ${e.message || "failed to load"}`); vmGone("error"); };
+  gone = false;
   worker.postMessage({ type: "start", config });
 }
 
-$("guest-form").addEventListener("submit", async (e) => {
+// ---- guest choice -----------------------------------------------------------------------------
+const LINUX = { kernel: "/images/linux/bzImage", initrd: "/images/linux/initrd.img", cmdline: "console=tty0 console=ttyS0,115200 quiet loglevel=3" };
+const GUESTS = {
+  linux: LINUX,
+  cdrom: { cdrom: "/images/linux/linux.iso", boot: "d" },
+  hd: { hda: "/images/linux/linux-hd.img", boot: "c" },
+  floppy: { fda: "/images/memtest/memtest.img", boot: "a" },
+};
+const FLOPPY_SIZES = new Set([368640, 737280, 1228800, 1474560, 1720320, 2949120]);
+
+/** Which drive an image goes in: .iso -> CD-ROM, floppy sizes (or .ima/.flp/.vfd) -> floppy,
+ * else hard disk. `size` is 0 when unknown (a URL). */
+function imageConfig(name, size, data) {
+  if (/\.iso$/i.test(name)) return { cdrom: data, cdrom_name: name, boot: "d" };
+  if (FLOPPY_SIZES.has(size) || /\.(ima|flp|vfd)$/i.test(name)) return { fda: data, fda_name: name, boot: "a" };
+  return { hda: data, hda_name: name, boot: "c" };
+}
+
+function common(config) {
+  const c = { ...config };
+  if (params.get("mem")) c.memory_mib = Number(params.get("mem"));
+  if (params.get("paused")) c.start_paused = true;
+  if (params.get("qmp")) c.qmpRelay = params.get("qmp");
+  if (params.get("name")) c.name = params.get("name");
+  return c;
+}
+
+async function bootFile(f) {
+  qlog("resp", `booting ${f.name} (${f.size} bytes)`);
+  const data = new Uint8Array(await f.arrayBuffer());
+  startVm(common(imageConfig(f.name, data.length, data)));
+}
+
+$("guest-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const file = $("guest-file").files[0];
   const url = $("guest-url").value.trim();
-  const q = new URLSearchParams(location.search);
-  if (file || url) {
-    // A new image means a new VM: reload with the choice in the URL for URLs; files are
-    // passed to a fresh page state through sessionStorage-free re-start.
-    if (url) { q.set("url", url); location.search = q.toString(); return; }
+  if (file) { bootFile(file); return; }
+  if (url) {
+    const name = new URL(url, location.href).pathname;
+    const c = imageConfig(name, 0, url);
+    startVm(common(c));
+    return;
   }
-  q.set("guest", $("guest-kind").value);
-  location.search = q.toString();
+  startVm(common(GUESTS[$("guest-kind").value] || LINUX));
 });
-for (const ev of ["dragover", "drop"]) {
-  document.addEventListener(ev, async (e) => {
-    e.preventDefault();
-    if (ev !== "drop" || gone) return;
-    const f = e.dataTransfer.files[0];
-    if (!f) return;
-    const data = new Uint8Array(await f.arrayBuffer());
-    log($("qmp-log"), "resp", `dropped ${f.name}: use it with: change ide1-cd0 ${f.name}`);
-    window.wasm86.files.set(f.name, data);
-  });
-}
+document.addEventListener("dragover", (e) => e.preventDefault());
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  const f = e.dataTransfer.files[0];
+  if (f) bootFile(f);
+});
 
 const kind = params.get("guest") || "linux";
 $("guest-kind").value = kind in GUESTS ? kind : "linux";
-const config = { ...(GUESTS[kind] || GUESTS.linux) };
+let initial = GUESTS[kind] || LINUX;
 if (params.get("url")) {
   const u = params.get("url");
-  if (/\.iso$/i.test(u)) { Object.assign(config, { cdrom: u, boot: "d", kernel: undefined, initrd: undefined }); }
-  else { Object.assign(config, { hda: u, boot: "c", kernel: undefined, initrd: undefined }); }
+  initial = imageConfig(new URL(u, location.href).pathname, 0, u);
+  $("guest-url").value = u;
 }
-if (params.get("mem")) config.memory_mib = Number(params.get("mem"));
-if (params.get("paused")) config.start_paused = true;
-if (params.get("qmp")) config.qmpRelay = params.get("qmp");
-boot(config);
+captureHint();
+startVm(common(initial));

@@ -1,74 +1,44 @@
 // The wasm86 worker: owns the VM (the wasm86-web package) and schedules it with a
 // MessageChannel ping-pong (nested setTimeout(0) is clamped to 4 ms). Every QMP door ends in a
 // session of the VM: the page door (command mode, no greeting), postMessage sessions and the
-// WebSocket relay (greeting and negotiation, like a socket).
+// WebSocket relay (greeting and negotiation, like a socket). No emulator logic lives here.
+//
+// Messages from the page: start {config}, qmp {text, transfer}, post-open {session},
+// post-in {session, data, transfer}, post-close {session}, key {codes}, mouse {dx,dy,dz,buttons},
+// serial-in {data}, relay {url}, remove-file {name}.
+// Messages to the page: started {commands}, status {state, mips}, serial {data}, frame {frame},
+// qmp-reply {reply}, event {event}, post-out {session, data}, file {name, data},
+// progress {label, got, total}, relay {state}, warning {message}, quit, fatal {message}.
 import init, { WasmVm } from "/pkg/wasm86_web.js";
 
-const SLICE_MS = 12;
+const SLICE_MS = 10; // host time per run() call; the worker answers messages in between
+const FRAME_MS = 16; // at most one frame per display refresh
+const STATUS_MS = 250;
+
 let vm = null;
 let quit = false;
-const sessions = new Map(); // session id -> { kind, key }
+const sessions = new Map(); // vm session id -> { kind: "page"|"post"|"ws", key }
+const postSessions = new Map(); // page-side key -> vm session id
 let pageSession = null;
-let ws = null;
-let wsSession = null;
+let pageBuf = "";
 let lastStatus = 0;
-let haltTimer = null;
+let lastState = "";
+let lastFrame = 0;
+let timer = null;
+let pinged = false;
 
+// ---- scheduling -----------------------------------------------------------------------------
 const tick = new MessageChannel();
-tick.port1.onmessage = () => step();
-function schedule() { if (!quit) tick.port2.postMessage(0); }
+tick.port1.onmessage = () => { pinged = false; step(); };
+/** Runs the VM again as soon as the event loop allows (input arrived, or more work). */
+function kick() {
+  if (quit || !vm || pinged) return;
+  clearTimeout(timer); timer = null;
+  pinged = true;
+  tick.port2.postMessage(0);
+}
 
 function post(msg, transfer) { self.postMessage(msg, transfer || []); }
-
-async function fetchBytes(url, label) {
-  const resp = await fetch(url);
-  if (!resp.ok) throw new Error(`${label}: HTTP ${resp.status} for ${url}`);
-  const total = Number(resp.headers.get("content-length")) || 0;
-  const reader = resp.body.getReader();
-  const chunks = [];
-  let got = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    got += value.length;
-    post({ type: "progress", label, got, total });
-  }
-  const out = new Uint8Array(got);
-  let o = 0;
-  for (const c of chunks) { out.set(c, o); o += c.length; }
-  return out;
-}
-
-async function start(cfg) {
-  await init();
-  const files = {};
-  files.bios = await fetchBytes(cfg.bios || "/images/bios/bios.bin", "bios.bin");
-  files.vgabios = await fetchBytes(cfg.vgabios || "/images/bios/vgabios-stdvga.bin", "vgabios");
-  if (cfg.kernel) {
-    files.linuxboot = await fetchBytes("/images/bios/linuxboot_dma.bin", "linuxboot_dma.bin");
-    files.kernel = await fetchBytes(cfg.kernel, "kernel");
-    if (cfg.initrd) files.initrd = await fetchBytes(cfg.initrd, "initrd");
-  }
-  for (const k of ["cdrom", "hda", "fda"]) {
-    if (cfg[k] instanceof Uint8Array) files[k] = cfg[k];
-    else if (typeof cfg[k] === "string") files[k] = await fetchBytes(cfg[k], k);
-  }
-  post({ type: "progress", label: "", got: 0, total: 0 });
-  vm = new WasmVm({
-    memory_mib: cfg.memory_mib || 256,
-    cmdline: cfg.cmdline || "",
-    boot: cfg.boot || "",
-    start_paused: !!cfg.start_paused,
-    name: cfg.name || "",
-    wall_clock_ms: Date.now(),
-  }, files);
-  pageSession = vm.session_open(false);
-  sessions.set(pageSession, { kind: "page" });
-  post({ type: "started", commands: JSON.parse(vm.command_names()) });
-  if (cfg.qmpRelay) connectRelay(cfg.qmpRelay);
-  schedule();
-}
 
 function step() {
   if (!vm || quit) return;
@@ -76,43 +46,54 @@ function step() {
   try {
     st = vm.run(SLICE_MS, performance.now());
   } catch (e) {
-    post({ type: "fatal", message: String(e) });
-    quit = true;
+    fatal(e);
     return;
   }
   flush();
   if (st.quit) { shutdown(); return; }
   const now = performance.now();
-  if (now - lastStatus > 500) {
-    lastStatus = now;
+  if (now - lastStatus > STATUS_MS || st.state !== lastState) {
+    lastStatus = now; lastState = st.state;
     post({ type: "status", state: st.state, mips: st.mips });
   }
+  if (st.state !== "running") return; // stopped: a message (QMP cont ...) kicks it again
   if (st.idle_ms > 0) {
-    clearTimeout(haltTimer);
-    haltTimer = setTimeout(schedule, Math.min(st.idle_ms, 50));
+    // Halted until a timer (or input: every input message kicks).
+    clearTimeout(timer);
+    timer = setTimeout(() => { timer = null; kick(); }, Math.min(st.idle_ms, 50));
   } else {
-    schedule();
+    kick();
   }
 }
 
+function fatal(e) {
+  quit = true;
+  post({ type: "fatal", message: String((e && e.message) || e) });
+}
+
+// ---- outputs ----------------------------------------------------------------------------------
 function flush() {
+  if (!vm) return;
   const serial = vm.take_serial();
   if (serial.length) post({ type: "serial", data: serial }, [serial.buffer]);
-  const frame = vm.frame();
-  if (frame) post({ type: "frame", frame }, [frame.pixels.buffer]);
+  const now = performance.now();
+  if (now - lastFrame >= FRAME_MS) {
+    const frame = vm.frame();
+    if (frame) { lastFrame = now; post({ type: "frame", frame }, [frame.pixels.buffer]); }
+  }
   for (const [id, s] of sessions) {
     const out = vm.session_take(id);
     if (!out.length) continue;
     if (s.kind === "page") deliverPage(out);
     else if (s.kind === "post") post({ type: "post-out", session: s.key, data: new TextDecoder().decode(out) });
-    else if (s.kind === "ws" && ws && ws.readyState === 1) ws.send(out);
+    else if (s.kind === "ws") relay.send(out);
   }
   for (const f of vm.take_files()) post({ type: "file", name: f.name, data: f.data }, [f.data.buffer]);
 }
 
-let pageBuf = "";
+const pageDecoder = new TextDecoder();
 function deliverPage(bytes) {
-  pageBuf += new TextDecoder().decode(bytes);
+  pageBuf += pageDecoder.decode(bytes, { stream: true });
   let i;
   while ((i = pageBuf.indexOf("\n")) >= 0) {
     const line = pageBuf.slice(0, i).trim();
@@ -128,36 +109,136 @@ function deliverPage(bytes) {
 function shutdown() {
   flush();
   quit = true;
-  if (ws) ws.close();
+  relay.end();
   post({ type: "quit" });
 }
 
-function connectRelay(url) {
-  if (!/^wss?:\/\//.test(url)) { post({ type: "relay", state: `refused: ${url} is not a ws:// or wss:// URL` }); return; }
-  ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  ws.onopen = () => post({ type: "relay", state: `connected to ${url}` });
-  ws.onclose = () => { post({ type: "relay", state: "disconnected" }); if (wsSession !== null) { vm.session_close(wsSession); sessions.delete(wsSession); wsSession = null; } ws = null; };
-  ws.onerror = () => post({ type: "relay", state: `error connecting to ${url}` });
-  ws.onmessage = (ev) => {
-    if (typeof ev.data === "string") {
-      let ctl; try { ctl = JSON.parse(ev.data); } catch { return; }
-      if (ctl.type === "open") {
-        if (wsSession !== null) { vm.session_close(wsSession); sessions.delete(wsSession); }
-        wsSession = vm.session_open(true);
-        sessions.set(wsSession, { kind: "ws" });
-        flush();
-      } else if (ctl.type === "close" && wsSession !== null) {
-        vm.session_close(wsSession); sessions.delete(wsSession); wsSession = null;
-      }
-    } else if (wsSession !== null) {
-      vm.session_feed(wsSession, new Uint8Array(ev.data));
-      flush();
-    }
-  };
+// ---- start-up ---------------------------------------------------------------------------------
+async function fetchBytes(url, label) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`${label}: HTTP ${resp.status} for ${url}`);
+  const total = Number(resp.headers.get("content-length")) || 0;
+  const reader = resp.body.getReader();
+  const chunks = [];
+  let got = 0;
+  let lastPost = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    got += value.length;
+    const now = performance.now();
+    if (now - lastPost > 100) { lastPost = now; post({ type: "progress", label, got, total }); }
+  }
+  const out = new Uint8Array(got);
+  let o = 0;
+  for (const c of chunks) { out.set(c, o); o += c.length; }
+  post({ type: "progress", label, got, total: got });
+  return out;
 }
 
-const postSessions = new Map(); // page-side key -> vm session id
+async function image(v, label) {
+  if (v instanceof Uint8Array) return v;
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  if (typeof v === "string" && v) return fetchBytes(v, label);
+  return undefined;
+}
+
+async function start(cfg) {
+  await init();
+  const files = {};
+  files.bios = await image(cfg.bios || "/images/bios/bios.bin", "bios.bin");
+  files.vgabios = await image(cfg.vgabios || "/images/bios/vgabios-stdvga.bin", "vgabios-stdvga.bin");
+  if (cfg.kernel) {
+    files.linuxboot = await image(cfg.linuxboot || "/images/bios/linuxboot_dma.bin", "linuxboot_dma.bin");
+    files.kernel = await image(cfg.kernel, "kernel");
+    if (cfg.initrd) files.initrd = await image(cfg.initrd, "initrd");
+  }
+  for (const k of ["cdrom", "hda", "fda"]) {
+    const v = await image(cfg[k], cfg[`${k}_name`] || k);
+    if (v) files[k] = v;
+  }
+  post({ type: "progress", label: "", got: 0, total: 0 });
+  vm = new WasmVm({
+    memory_mib: cfg.memory_mib || 128,
+    cmdline: cfg.cmdline || "",
+    boot: cfg.boot || "",
+    start_paused: !!cfg.start_paused,
+    name: cfg.name || "",
+    wall_clock_ms: Date.now(),
+  }, files);
+  pageSession = vm.session_open(false);
+  sessions.set(pageSession, { kind: "page" });
+  post({ type: "started", commands: JSON.parse(vm.command_names()), state: vm.state() });
+  if (cfg.qmpRelay) relay.connect(cfg.qmpRelay);
+  kick();
+}
+
+// ---- the WebSocket relay (wasm86-bridge's protocol, see crates/bridge/src/lib.rs) -------------
+const relay = {
+  ws: null,
+  url: null,
+  session: null, // vm session of the open client
+  client: null, // the bridge's client number
+  retry: null,
+  connect(url) {
+    if (!/^wss?:\/\//i.test(url)) { post({ type: "relay", state: `refused: ${url} is not a ws:// or wss:// URL` }); return; }
+    this.url = url;
+    clearTimeout(this.retry);
+    if (this.ws) { const old = this.ws; this.ws = null; old.close(); }
+    this.closeSession();
+    let ws;
+    try { ws = new WebSocket(url); } catch (e) { post({ type: "relay", state: `error: ${e.message}` }); return; }
+    this.ws = ws;
+    ws.binaryType = "arraybuffer";
+    let opened = false;
+    ws.onopen = () => { opened = true; post({ type: "relay", state: `connected to ${url}` }); };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.closeSession();
+      post({ type: "relay", state: opened ? "disconnected" : `could not connect to ${url}` });
+      // The bridge may restart: try again while the VM lives.
+      if (!quit) this.retry = setTimeout(() => { if (!quit && this.url === url && !this.ws) this.connect(url); }, opened ? 1000 : 3000);
+    };
+    ws.onmessage = (ev) => {
+      if (!vm || quit) return;
+      if (typeof ev.data === "string") {
+        let ctl;
+        try { ctl = JSON.parse(ev.data); } catch { return; }
+        if (ctl.type === "open") {
+          this.closeSession();
+          this.session = vm.session_open(true);
+          this.client = ctl.client;
+          sessions.set(this.session, { kind: "ws" });
+          flush();
+        } else if (ctl.type === "close" && ctl.client === this.client) {
+          this.closeSession();
+        }
+      } else if (this.session !== null) {
+        vm.session_feed(this.session, new Uint8Array(ev.data), null);
+        flush();
+        kick();
+      }
+    };
+  },
+  send(bytes) { if (this.ws && this.ws.readyState === 1) this.ws.send(bytes); },
+  closeSession() {
+    if (this.session !== null && vm) { vm.session_close(this.session); sessions.delete(this.session); }
+    this.session = null; this.client = null;
+  },
+  end() {
+    // After quit: tell the bridge the session is over, then close.
+    clearTimeout(this.retry);
+    if (this.ws && this.ws.readyState === 1 && this.client !== null) this.ws.send(JSON.stringify({ type: "close", client: this.client }));
+    const ws = this.ws;
+    this.ws = null;
+    this.closeSession();
+    if (ws) setTimeout(() => ws.close(), 200);
+  },
+};
+
+// ---- messages from the page ---------------------------------------------------------------------
 self.onmessage = async (ev) => {
   const m = ev.data;
   try {
@@ -167,8 +248,10 @@ self.onmessage = async (ev) => {
         if (!vm || quit) { post({ type: "qmp-reply", reply: null, gone: true }); break; }
         vm.session_feed(pageSession, new TextEncoder().encode(m.text + "\n"), m.transfer || null);
         flush();
+        kick();
         break;
       case "post-open": {
+        if (!vm || quit || postSessions.has(m.session)) break;
         const id = vm.session_open(true);
         sessions.set(id, { kind: "post", key: m.session });
         postSessions.set(m.session, id);
@@ -177,15 +260,26 @@ self.onmessage = async (ev) => {
       }
       case "post-in": {
         const id = postSessions.get(m.session);
-        if (id !== undefined) { vm.session_feed(id, new TextEncoder().encode(m.data), m.transfer || null); flush(); }
+        if (id !== undefined && vm && !quit) {
+          vm.session_feed(id, new TextEncoder().encode(m.data), m.transfer || null);
+          flush();
+          kick();
+        }
         break;
       }
-      case "key": if (vm) vm.key(new Uint8Array(m.codes)); break;
-      case "mouse": if (vm) vm.mouse(m.dx, m.dy, m.dz, m.buttons); break;
-      case "serial-in": if (vm) vm.send_serial(new TextEncoder().encode(m.data)); break;
-      case "relay": connectRelay(m.url); break;
+      case "post-close": {
+        const id = postSessions.get(m.session);
+        if (id !== undefined && vm) { vm.session_close(id); sessions.delete(id); postSessions.delete(m.session); }
+        break;
+      }
+      case "key": if (vm && !quit) { vm.key(new Uint8Array(m.codes)); kick(); } break;
+      case "mouse": if (vm && !quit) { vm.mouse(m.dx | 0, m.dy | 0, m.dz | 0, m.buttons & 7); kick(); } break;
+      case "serial-in": if (vm && !quit) { vm.send_serial(new TextEncoder().encode(m.data)); kick(); } break;
+      case "relay": relay.connect(m.url); break;
+      case "remove-file": if (vm) vm.remove_file(m.name); break;
     }
   } catch (e) {
-    post({ type: "fatal", message: String(e && e.message || e) });
+    if (m.type === "start" || !vm) fatal(e);
+    else post({ type: "warning", message: `${m.type}: ${String((e && e.message) || e)}` });
   }
 };

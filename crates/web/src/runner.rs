@@ -1,0 +1,300 @@
+//! The worker's run loop: [`Vm::step`] for about a slice of host time, the realtime clock, the
+//! MIPS meter, and the serial input queue.
+//!
+//! Platform-free: host time comes from a closure, so tests drive it with a fake clock.
+//!
+//! Realtime mode (DESIGN.md "One virtual clock"): while the VM runs, virtual time is pulled
+//! toward host time at every chunk end, never backwards. The mapping is anchored when the VM
+//! starts running and dropped when it stops, so time spent paused does not pass for the guest
+//! (QEMU's virtual clock also stops with the VM). When the guest runs ahead of host time (an
+//! interpreter faster than the nominal instruction rate), the loop yields until host time
+//! catches up, so guest timers never fire early in host terms.
+
+use std::collections::VecDeque;
+use wasm86_vmm::{Step, Vm};
+
+/// How far virtual time may run ahead of host time before the loop yields, in ns.
+pub const MAX_AHEAD_NS: u64 = 2_000_000;
+/// How long to wait when the guest halted with no timer armed (input wakes it sooner), in ms.
+pub const IDLE_NO_DEADLINE_MS: f64 = 50.0;
+/// Instructions of the first chunk, before the MIPS meter knows the speed.
+pub const FIRST_CHUNK: u64 = 100_000;
+/// Host time one chunk aims at, in ms (the loop checks the clock between chunks).
+pub const CHUNK_MS: f64 = 1.0;
+/// The MIPS meter's window, in ms of host time spent running.
+pub const MIPS_WINDOW_MS: f64 = 500.0;
+/// Cap on serial input waiting for the UART, in bytes.
+pub const SERIAL_QUEUE_CAP: usize = 1 << 20;
+
+/// What one [`Runner::run`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// The run state's QMP name (`running`, `paused`...).
+    pub state: &'static str,
+    /// Guest speed over the last window, in millions of instructions per host second.
+    pub mips: f64,
+    /// Host ms until the guest has something to do; 0 means "call again at once".
+    pub idle_ms: f64,
+    /// Nothing will happen until outside input (a stopped VM, or a halt with no timer): the
+    /// worker waits for a message instead of polling.
+    pub wait_input: bool,
+    /// The VM has ended: flush the outputs and stop.
+    pub quit: bool,
+}
+
+/// Serial input the UART could not take yet, bounded.
+#[derive(Debug, Default)]
+pub struct SerialQueue {
+    bytes: VecDeque<u8>,
+}
+
+/// The serial input queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "serial input refused: {waiting} bytes already wait for the guest (cap {SERIAL_QUEUE_CAP})"
+)]
+pub struct SerialFull {
+    /// Bytes waiting.
+    pub waiting: usize,
+}
+
+impl SerialQueue {
+    /// Queues bytes; refuses all of them when the queue would exceed [`SERIAL_QUEUE_CAP`].
+    pub fn push(&mut self, data: &[u8]) -> Result<(), SerialFull> {
+        if self.bytes.len().saturating_add(data.len()) > SERIAL_QUEUE_CAP {
+            return Err(SerialFull {
+                waiting: self.bytes.len(),
+            });
+        }
+        self.bytes.extend(data);
+        Ok(())
+    }
+
+    /// Offers the queued bytes to `sink`, which returns how many it took; drops those.
+    pub fn drain_into(&mut self, sink: impl FnOnce(&[u8]) -> usize) {
+        if self.bytes.is_empty() {
+            return;
+        }
+        let taken = sink(self.bytes.make_contiguous()).min(self.bytes.len());
+        self.bytes.drain(..taken);
+    }
+
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Measures guest speed over windows of running host time.
+#[derive(Debug, Default, Clone)]
+pub struct MipsMeter {
+    insns: u64,
+    ms: f64,
+    last: f64,
+}
+
+impl MipsMeter {
+    /// Adds `insns` instructions retired in `ms` of host time.
+    pub fn add(&mut self, insns: u64, ms: f64) {
+        self.insns = self.insns.saturating_add(insns);
+        self.ms += ms.max(0.0);
+        if self.ms >= MIPS_WINDOW_MS {
+            self.last = self.insns as f64 / (self.ms * 1000.0);
+            self.insns = 0;
+            self.ms = 0.0;
+        }
+    }
+
+    /// The last full window's speed in MIPS (0 before the first window ends).
+    pub fn mips(&self) -> f64 {
+        self.last
+    }
+
+    /// Instructions per [`CHUNK_MS`] at the last measured speed.
+    pub fn chunk(&self) -> u64 {
+        let estimate = if self.last > 0.0 {
+            self.last
+        } else if self.ms > 0.0 {
+            self.insns as f64 / (self.ms * 1000.0)
+        } else {
+            0.0
+        };
+        if estimate <= 0.0 {
+            return FIRST_CHUNK;
+        }
+        ((estimate * 1000.0 * CHUNK_MS) as u64).clamp(10_000, 10_000_000)
+    }
+}
+
+/// Drives a [`Vm`] in host-time slices.
+#[derive(Debug, Default)]
+pub struct Runner {
+    /// (host ms, virtual ns) when the VM last started running; `None` while it does not run.
+    anchor: Option<(f64, u64)>,
+    meter: MipsMeter,
+    /// Serial input for COM1.
+    pub serial_in: SerialQueue,
+}
+
+impl Runner {
+    /// A runner with no anchor yet.
+    pub fn new() -> Runner {
+        Runner::default()
+    }
+
+    /// The last measured speed.
+    pub fn mips(&self) -> f64 {
+        self.meter.mips()
+    }
+
+    /// Pulls virtual time toward host time `now_ms`. Returns the host ms to wait when the
+    /// guest is ahead by more than [`MAX_AHEAD_NS`].
+    fn pace(&mut self, vm: &mut Vm, now_ms: f64) -> Option<f64> {
+        let m = vm.machine_mut();
+        let virt = m.now();
+        let (h0, v0) = *self.anchor.get_or_insert((now_ms, virt));
+        let target = v0.saturating_add(((now_ms - h0).max(0.0) * 1e6) as u64);
+        if virt < target {
+            m.skip_to(target);
+            None
+        } else if virt - target > MAX_AHEAD_NS {
+            Some((virt - target) as f64 / 1e6)
+        } else {
+            None
+        }
+    }
+
+    /// Runs the VM for about `budget_ms` of host time as told by `clock` (host ms, monotonic).
+    /// In deterministic mode the clock is not pulled (the VM's own HLT skips keep time).
+    pub fn run(
+        &mut self,
+        vm: &mut Vm,
+        budget_ms: f64,
+        clock: &mut dyn FnMut() -> f64,
+    ) -> RunReport {
+        let start = clock();
+        let realtime = !vm.ctx().config.deterministic;
+        let mut report = RunReport {
+            state: "",
+            mips: 0.0,
+            idle_ms: 0.0,
+            wait_input: false,
+            quit: false,
+        };
+        loop {
+            let t = clock();
+            if !vm.state().is_running() {
+                self.anchor = None;
+            }
+            {
+                let m = vm.machine_mut();
+                self.serial_in.drain_into(|b| m.serial_input(0, b));
+            }
+            if realtime && vm.state().is_running() {
+                if let Some(wait) = self.pace(vm, t) {
+                    report.idle_ms = wait;
+                    break;
+                }
+            }
+            let before = vm.machine_mut().icount();
+            let step = vm.step(self.meter.chunk());
+            let after_t = clock();
+            let ran = vm.machine_mut().icount().wrapping_sub(before);
+            if ran > 0 {
+                self.meter.add(ran, after_t - t);
+            }
+            match step {
+                Step::Ran => {}
+                Step::Idle {
+                    until: Some(deadline),
+                } => {
+                    let now = vm.machine_mut().now();
+                    report.idle_ms = deadline.saturating_sub(now) as f64 / 1e6;
+                    if report.idle_ms > 0.0 {
+                        break;
+                    }
+                }
+                Step::Idle { until: None } => {
+                    report.idle_ms = IDLE_NO_DEADLINE_MS;
+                    report.wait_input = true;
+                    break;
+                }
+                Step::Stopped => {
+                    self.anchor = None;
+                    report.wait_input = true;
+                    break;
+                }
+                Step::Quit => {
+                    report.quit = true;
+                    break;
+                }
+            }
+            if after_t - start >= budget_ms {
+                break;
+            }
+        }
+        {
+            let m = vm.machine_mut();
+            self.serial_in.drain_into(|b| m.serial_input(0, b));
+        }
+        report.state = vm.state().as_str();
+        report.mips = self.meter.mips();
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_queue_keeps_what_the_uart_refused() {
+        let mut q = SerialQueue::default();
+        q.push(b"hello").unwrap();
+        q.drain_into(|b| {
+            assert_eq!(b, b"hello");
+            2
+        });
+        assert_eq!(q.len(), 3);
+        q.drain_into(|b| {
+            assert_eq!(b, b"llo");
+            99 // a sink claiming more than offered takes just what there is
+        });
+        assert!(q.is_empty());
+        q.drain_into(|_| panic!("not called when empty"));
+    }
+
+    #[test]
+    fn serial_queue_is_bounded() {
+        let mut q = SerialQueue::default();
+        q.push(&vec![0; SERIAL_QUEUE_CAP - 1]).unwrap();
+        assert_eq!(
+            q.push(b"ab"),
+            Err(SerialFull {
+                waiting: SERIAL_QUEUE_CAP - 1
+            })
+        );
+        q.push(b"a").unwrap();
+        assert_eq!(q.len(), SERIAL_QUEUE_CAP);
+    }
+
+    #[test]
+    fn mips_meter_windows_and_chunks() {
+        let mut m = MipsMeter::default();
+        assert_eq!(m.chunk(), FIRST_CHUNK);
+        m.add(50_000_000, 250.0); // 200 MIPS, half a window
+        assert_eq!(m.mips(), 0.0);
+        assert_eq!(m.chunk(), 200_000);
+        m.add(25_000_000, 250.0);
+        assert!((m.mips() - 150.0).abs() < 1e-9, "{}", m.mips());
+        assert_eq!(m.chunk(), 150_000);
+        let mut slow = MipsMeter::default();
+        slow.add(1, 600.0);
+        assert_eq!(slow.chunk(), 10_000);
+    }
+}
