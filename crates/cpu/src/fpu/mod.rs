@@ -14,11 +14,14 @@
 //! `DF D0+i`/`DF D8+i` FSTP8/9) and FENI/FDISI/FSETPM as no-ops. FISTTP (SSE3) is #UD.
 //!
 //! Transcendental accuracy: F2XM1, FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS and FSINCOS are
-//! evaluated in a 128-bit-significand software format (argument reduction for the
-//! trigonometric functions uses π/2 to 192 bits), giving an internal relative error of about
-//! 2^-110 before the single final rounding under PC/RC. Results are therefore correctly
-//! rounded except in the rare cases closer than that to a rounding boundary (the P6 itself is
-//! only accurate to about 1 ulp). Operands with |x| ≥ 2^63 set C2 and are left unchanged.
+//! evaluated in a 128-bit-significand software format (internal relative error about
+//! 2^-120, with the direction of neglected series tails kept for the final rounding) and
+//! rounded once under RC at 64 bits (PC does not apply, as on the hardware). They agree with a
+//! host x87 to within 2 ulp on random operands (usually exactly). The trigonometric argument
+//! is reduced exactly modulo the x87's own 66-bit π/2, so large arguments carry the same
+//! error as on real hardware; |x| ≥ 2^63 sets C2 and leaves the operand unchanged. Where the
+//! hardware departs from the architectural description outside the documented domains
+//! (F2XM1 with |x| > 1 and FYL2XP1 with x ≤ −1 return x, reporting PE) the host is followed.
 
 pub mod f80;
 mod trans;
@@ -1019,7 +1022,7 @@ impl Fpu {
                     return;
                 }
                 let res = if modrm == 0xF2 {
-                    trans::tan(x, &env).map(|(t, f)| (t, F80::ONE, f, 0))
+                    trans::tan(x, &env).map(|(t, pushed, f)| (t, pushed, f, 0))
                 } else {
                     trans::sin_cos(x, &env).map(|(s, c, f)| (s, c, f.0, f.1))
                 };

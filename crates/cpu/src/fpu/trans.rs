@@ -2,10 +2,10 @@
 //! software format ([`X`]) and rounded once to the register format.
 //!
 //! Accuracy: every primitive of [`X`] is within a few units of 2^-125 relative; series are run
-//! to below 2^-128; the final value is snapped to 112 bits (so exactly representable results
-//! such as `log2(8)` come out exact) and then rounded under RC at 64 bits. The trigonometric
-//! reduction uses π/2 to 192 bits (Cody–Waite in three 64-bit pieces), so for |x| up to 2^63
-//! the reduced argument carries an absolute error below 2^(e-126) where 2^e ≤ |x|.
+//! to below 2^-128, their neglected tails kept as a signed sticky bit, and the value is rounded
+//! once under RC at 64 bits. Results that can be exact (`y · log2(2^k)`) are computed
+//! exactly. The trigonometric functions reduce their argument exactly modulo the x87's own
+//! 66-bit π/2, as the hardware does, so large arguments show the hardware's error.
 
 use super::f80::F80;
 use super::f80::{self, round_ext, unpack, Class, Env, Rc, Unp, DE, IE, UE, ZE};
@@ -22,10 +22,9 @@ pub(crate) struct X {
 
 const M64: u128 = u64::MAX as u128;
 
-/// π/2: 192 bits in three 64-bit pieces, weights 2^-63, 2^-127, 2^-191.
+/// π/2 to 128 bits in two 64-bit pieces, weights 2^-63 and 2^-127.
 const PIO2_1: u64 = 0xC90F_DAA2_2168_C234;
 const PIO2_2: u64 = 0xC4C6_628B_80DC_1CD1;
-const PIO2_3: u64 = 0x2902_4E08_8A67_CC74;
 /// ln 2 to 128 bits (weight of bit 127: 2^-1).
 const LN2_SIG: u128 = 0xB172_17F7_D1CF_79AB_C9E3_B398_03F2_F6AF;
 
@@ -230,17 +229,14 @@ impl X {
         }
     }
 
-    /// Snaps to 112 bits and hands the value to the final rounding.
+    /// Hands the value to the final rounding. The low bits carry the direction of every
+    /// neglected tail (sticky), so directed roundings of results that are never exact come
+    /// out right; results that can be exact are computed exactly.
     fn to_unp(self) -> Unp {
-        let (sig, exp) = match self.sig.checked_add(1 << 15) {
-            Some(s) => ((s >> 16) << 16, self.exp),
-            None => (1 << 127, self.exp + 1),
-        };
-        let u = Unp::norm(self.neg, exp, sig);
         Unp {
-            sign: u.sign,
-            exp: u.exp,
-            sig: u.sig,
+            sign: self.neg,
+            exp: self.exp,
+            sig: self.sig,
         }
     }
 
@@ -250,24 +246,6 @@ impl X {
             return (F80::zero(zero_sign), 0);
         }
         round_ext(self.to_unp(), &Env { prec: 64, ..*env })
-    }
-
-    /// Rounds to the nearest integer (ties away; only used on reduced arguments).
-    fn round_to_int(self) -> i128 {
-        if self.is_zero() || self.exp < -1 {
-            return 0;
-        }
-        if self.exp > 100 {
-            return 0;
-        }
-        let drop = (127 - self.exp) as u32;
-        let (k, _, _) = f80::round_sig(self.sig, drop, self.neg, Rc::Nearest);
-        let k = k as i128;
-        if self.neg {
-            -k
-        } else {
-            k
-        }
     }
 }
 
@@ -280,14 +258,13 @@ fn two_atanh(t: X) -> X {
     loop {
         p = p.mul(t2);
         let term = p.div_u(2 * k + 1);
-        if term.is_zero() || term.exp < sum.exp - 130 {
-            break;
-        }
+        // The first negligible term is still added: its sticky bit records the direction
+        // of the tail for the final rounding.
         sum = sum.add(term);
-        k += 1;
-        if k > 200 {
+        if term.is_zero() || term.exp < sum.exp - 130 || k > 200 {
             break;
         }
+        k += 1;
     }
     sum.scale(1)
 }
@@ -324,14 +301,11 @@ fn expm1_small(y: X) -> X {
     let mut n = 2u64;
     loop {
         term = term.mul(y).div_u(n);
-        if term.is_zero() || term.exp < sum.exp - 130 {
-            break;
-        }
         sum = sum.add(term);
-        n += 1;
-        if n > 200 {
+        if term.is_zero() || term.exp < sum.exp - 130 || n > 200 {
             break;
         }
+        n += 1;
     }
     sum
 }
@@ -350,14 +324,11 @@ fn atan_small(t: X) -> X {
     loop {
         p = p.mul(t2).neg();
         let term = p.div_u(2 * k + 1);
-        if term.is_zero() || term.exp < sum.exp - 130 {
-            break;
-        }
         sum = sum.add(term);
-        k += 1;
-        if k > 200 {
+        if term.is_zero() || term.exp < sum.exp - 130 || k > 200 {
             break;
         }
+        k += 1;
     }
     sum.scale(2)
 }
@@ -371,10 +342,10 @@ fn sin_cos_small(r: X) -> (X, X) {
     loop {
         term = term.mul(r2).div_u((n + 1) * (n + 2)).neg();
         n += 2;
+        s = s.add(term);
         if term.is_zero() || term.exp < s.exp - 130 || n > 200 {
             break;
         }
-        s = s.add(term);
     }
     let one = X::int(1);
     let mut c = one;
@@ -383,28 +354,45 @@ fn sin_cos_small(r: X) -> (X, X) {
     loop {
         term = term.mul(r2).div_u((n + 1) * (n + 2)).neg();
         n += 2;
+        c = c.add(term);
         if term.is_zero() || term.exp < c.exp - 130 || n > 200 {
             break;
         }
-        c = c.add(term);
     }
     (s, c)
 }
 
 /// Reduces a finite |x| < 2^63 modulo π/2: `(r, k mod 4)` with x = k·π/2 + r.
+///
+/// The x87 reduces with π rounded to 66 bits; doing the same, exactly (in integers), gives
+/// its results, including their well-known error for large arguments.
 fn reduce(x: F80) -> (X, u32) {
     let xv = X::from_f80(x);
     if xv.cmp_abs(X::pio2().scale(-1)) != Ordering::Greater {
         return (xv, 0);
     }
-    let k = xv.div(X::pio2()).round_to_int();
-    let kneg = k < 0;
-    let kmag = k.unsigned_abs() as u64;
-    let kx = X::norm(kneg, 127, u128::from(kmag));
-    let p1 = X::norm(false, 64, u128::from(PIO2_1));
-    let p2 = X::norm(false, 0, u128::from(PIO2_2));
-    let p3 = X::norm(false, -64, u128::from(PIO2_3));
-    let r = xv.sub(kx.mul(p1)).sub(kx.mul(p2)).sub(kx.mul(p3));
+    // π/2 ≈ P · 2^-65 with P the 66-bit x87 constant; |x| = n · 2^-65.
+    let p: u128 = (u128::from(PIO2_1) << 2) | u128::from(PIO2_2 >> 62);
+    let u = unpack(x);
+    let m = u.sig >> 64;
+    let shift = u.exp + 2; // in [1, 64] here
+    let n: u128 = if shift >= 0 {
+        m << shift.min(64)
+    } else {
+        m >> (-shift).min(127)
+    };
+    let mut k = n / p;
+    let mut rem = (n % p) as i128;
+    if (rem as u128) * 2 > p {
+        k += 1;
+        rem -= p as i128;
+    }
+    let r = X::norm(rem < 0, 62, rem.unsigned_abs());
+    let (r, k) = if x.sign() {
+        (r.neg(), k.wrapping_neg())
+    } else {
+        (r, k)
+    };
     (r, (k & 3) as u32)
 }
 
@@ -478,17 +466,20 @@ pub(crate) fn f2xm1(x: F80, env: &Env) -> (F80, u16) {
     }
     let de = denorm(x);
     let xv = X::from_f80(x);
-    let r = if xv.exp < 0 {
-        expm1_small(xv.mul(X::ln2()))
-    } else {
-        // Outside the architectural range: 2^n · 2^f − 1.
-        let n = xv.round_to_int().clamp(-40000, 40000) as i32;
-        let f = xv.sub(X::int(i64::from(n)));
-        expm1_small(f.mul(X::ln2()))
-            .add(X::int(1))
-            .scale(n)
-            .sub(X::int(1))
-    };
+    if xv.exp >= 0 {
+        if xv.exp == 0 && xv.sig == 1 << 127 {
+            // ±1: the x87 reports both as inexact, and delivers 2^1 − 1 just below 1.
+            if x.sign() {
+                return (F80::new(true, 0x3FFE, 1 << 63), f80::PE);
+            }
+            let r = X::int(1).sub(X::norm(false, -200, 1 << 127));
+            let (v, f) = r.round(env, false);
+            return (v, f | de);
+        }
+        // Outside [−1, 1] the host x87 returns the operand unchanged, reporting PE.
+        return (x, f80::PE);
+    }
+    let r = expm1_small(xv.mul(X::ln2()));
     let (v, f) = with_tiny(r.round(env, x.sign()));
     (v, f | de)
 }
@@ -500,7 +491,7 @@ pub(crate) fn yl2x(x: F80, y: F80, env: &Env) -> (F80, u16) {
     }
     let de = denorm(x) | denorm(y);
     let (cx, cy) = (x.class(), y.class());
-    let inv = (F80::INDEFINITE, IE | de);
+    let inv = (F80::INDEFINITE, IE);
     if x.sign() && cx != Class::Zero {
         return inv;
     }
@@ -508,7 +499,7 @@ pub(crate) fn yl2x(x: F80, y: F80, env: &Env) -> (F80, u16) {
         return match cy {
             Class::Zero => inv,
             Class::Infinity => (F80::inf(!y.sign()), de),
-            _ => (F80::inf(!y.sign()), ZE | de),
+            _ => (F80::inf(!y.sign()), ZE),
         };
     }
     if cx == Class::Infinity {
@@ -543,17 +534,13 @@ pub(crate) fn yl2xp1(x: F80, y: F80, env: &Env) -> (F80, u16) {
     }
     let de = denorm(x) | denorm(y);
     let (cx, cy) = (x.class(), y.class());
-    let inv = (F80::INDEFINITE, IE | de);
+    let inv = (F80::INDEFINITE, IE);
     let xv = if cx == Class::Infinity {
         None
     } else {
         Some(X::from_f80(x))
     };
-    if let Some(v) = xv {
-        if v.neg && v.cmp_abs(X::int(1)) != Ordering::Less {
-            return inv;
-        }
-    } else if x.sign() {
+    if xv.is_none() && x.sign() {
         return inv;
     }
     if cx == Class::Zero {
@@ -579,6 +566,10 @@ pub(crate) fn yl2xp1(x: F80, y: F80, env: &Env) -> (F80, u16) {
     let Some(xv) = xv else {
         return inv;
     };
+    if xv.neg && xv.cmp_abs(X::int(1)) != Ordering::Less {
+        // Far outside the architectural range the host x87 hands back x itself.
+        return (x, f80::PE | de);
+    }
     let l = if xv.exp < -2 {
         // ln(1+x) = 2 atanh(x / (2 + x)).
         two_atanh(xv.div(X::int(2).add(xv))).div(X::ln2())
@@ -665,14 +656,15 @@ pub(crate) fn sin_cos(x: F80, env: &Env) -> Option<(F80, F80, (u16, u16))> {
     Some((sr, cr, (sf | de, cf | de)))
 }
 
-/// FPTAN's tangent: `None` when |x| ≥ 2^63.
-pub(crate) fn tan(x: F80, env: &Env) -> Option<(F80, u16)> {
-    if let Some(r) = nan1(x) {
-        return Some(r);
+/// FPTAN: the tangent and the value pushed after it (1.0, or the NaN for NaN operands);
+/// `None` when |x| ≥ 2^63.
+pub(crate) fn tan(x: F80, env: &Env) -> Option<(F80, F80, u16)> {
+    if let Some((v, f)) = nan1(x) {
+        return Some((v, v, f));
     }
     match x.class() {
-        Class::Infinity => return Some((F80::INDEFINITE, IE)),
-        Class::Zero => return Some((x, 0)),
+        Class::Infinity => return Some((F80::INDEFINITE, F80::INDEFINITE, IE)),
+        Class::Zero => return Some((x, F80::ONE, 0)),
         _ => {}
     }
     if i32::from(x.bexp()) - 16383 >= 63 {
@@ -683,7 +675,7 @@ pub(crate) fn tan(x: F80, env: &Env) -> Option<(F80, u16)> {
     let (s, c) = sin_cos_small(r);
     let t = if q & 1 == 0 { s.div(c) } else { c.div(s).neg() };
     let (v, f) = with_tiny(t.round(env, x.sign()));
-    Some((v, f | de))
+    Some((v, F80::ONE, f | de))
 }
 
 #[cfg(test)]
@@ -735,9 +727,10 @@ mod tests {
             yl2x(f80::from_i64(8), f80::from_i64(3), &env),
             (f80::from_i64(9), 0)
         );
-        // 2^1 − 1 = 1; 2^-1 − 1 = −0.5.
-        assert_eq!(f2xm1(F80::ONE, &env), (F80::ONE, 0));
-        assert_eq!(f2xm1(F80::ONE.negate(), &env), (f(0xBFFE, 1 << 63), 0));
+        // 2^1 − 1 comes out just below 1, as on the x87.
+        assert_eq!(f2xm1(F80::ONE, &env), (F80::ONE, f80::PE | f80::C1));
+        let (v, _) = f2xm1(F80::ONE, &Env::full(Rc::Zero));
+        assert_eq!(v, f(0x3FFE, u64::MAX));
         // atan2(1, 1) = π/4 rounded.
         let (v, _) = atan2(F80::ONE, F80::ONE, &Env::full(Rc::Nearest));
         assert_eq!(v, f(0x3FFE, 0xC90F_DAA2_2168_C235));
@@ -765,7 +758,8 @@ mod tests {
                 d.class() == Class::Zero || d.bexp() < 0x3FFF - 60,
                 "k={k} {d:?}"
             );
-            let (t, _) = tan(x, &env).unwrap();
+            let (t, one, _) = tan(x, &env).unwrap();
+            assert_eq!(one, F80::ONE);
             let (q, _) = f80::div(s, c, &env);
             let (d, _) = f80::sub(t, q, &env);
             let big = i32::from(t.bexp()) - 60;
