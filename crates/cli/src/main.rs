@@ -1,5 +1,6 @@
 //! `wasm86`: the native command-line PC emulator.
 
+mod native;
 mod options;
 
 use std::process::ExitCode;
@@ -11,13 +12,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(options::Command::Version) => {
-            println!("wasm86 {} (QMP: QEMU 1.1 dialect)", env!("CARGO_PKG_VERSION"));
+            println!(
+                "wasm86 {} (QMP: QEMU 1.1 dialect)",
+                env!("CARGO_PKG_VERSION")
+            );
             ExitCode::SUCCESS
         }
-        Ok(options::Command::Run(_)) => {
-            eprintln!("wasm86: the machine is being assembled; nothing to run yet");
-            ExitCode::FAILURE
-        }
+        Ok(options::Command::Run(o)) => match native::run(&o) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("wasm86: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("wasm86: {e}");
             ExitCode::FAILURE

@@ -65,6 +65,8 @@ pub struct Options {
     pub firmware_dir: Option<PathBuf>,
     /// Serial port 0 backend.
     pub serial: SerialTarget,
+    /// Debug console (port 0x402) backend.
+    pub debugcon: SerialTarget,
     /// QMP endpoints.
     pub qmp: Vec<QmpEndpoint>,
     /// Start paused (`-S`).
@@ -98,6 +100,7 @@ impl Default for Options {
             bios: None,
             firmware_dir: None,
             serial: SerialTarget::Stdio,
+            debugcon: SerialTarget::None,
             qmp: Vec::new(),
             start_paused: false,
             name: None,
@@ -172,6 +175,8 @@ Drives:
 Host interfaces:
   -serial stdio|file:PATH|none
                           serial port 0 backend (default stdio)
+  -debugcon stdio|file:PATH|none
+                          debug console port 0x402 (SeaBIOS's log; default none)
   -qmp unix:PATH,server,nowait | tcp:HOST:PORT,server,nowait | stdio
                           a QMP endpoint (repeatable)
   -display none           no display window (the only display wasm86 has natively)
@@ -218,13 +223,19 @@ fn parse_qmp(opt: &str, v: &str) -> Result<QmpEndpoint, OptionError> {
                 ))
             }
             other => {
-                return Err(OptionError::BadArgument(opt.into(), format!("unknown flag '{other}'")))
+                return Err(OptionError::BadArgument(
+                    opt.into(),
+                    format!("unknown flag '{other}'"),
+                ))
             }
         }
     }
     let endpoint = if let Some(path) = addr.strip_prefix("unix:") {
         if path.is_empty() {
-            return Err(OptionError::BadArgument(opt.into(), "empty unix socket path".into()));
+            return Err(OptionError::BadArgument(
+                opt.into(),
+                "empty unix socket path".into(),
+            ));
         }
         QmpEndpoint::Unix(PathBuf::from(path))
     } else if let Some(hp) = addr.strip_prefix("tcp:") {
@@ -239,7 +250,9 @@ fn parse_qmp(opt: &str, v: &str) -> Result<QmpEndpoint, OptionError> {
     } else {
         return Err(OptionError::BadArgument(
             opt.into(),
-            format!("'{v}': expected unix:PATH,server,nowait, tcp:HOST:PORT,server,nowait or stdio"),
+            format!(
+                "'{v}': expected unix:PATH,server,nowait, tcp:HOST:PORT,server,nowait or stdio"
+            ),
         ));
     };
     if !server {
@@ -252,7 +265,10 @@ fn parse_qmp(opt: &str, v: &str) -> Result<QmpEndpoint, OptionError> {
 }
 
 fn parse_boot(opt: &str, v: &str) -> Result<BootOrder, OptionError> {
-    let mut b = BootOrder { order: String::new(), menu: false };
+    let mut b = BootOrder {
+        order: String::new(),
+        menu: false,
+    };
     for part in v.split(',') {
         let (k, val) = part.split_once('=').unwrap_or(("order", part));
         match k {
@@ -277,7 +293,12 @@ fn parse_boot(opt: &str, v: &str) -> Result<BootOrder, OptionError> {
                     }
                 }
             }
-            _ => return Err(OptionError::BadArgument(opt.into(), format!("unknown key '{k}'"))),
+            _ => {
+                return Err(OptionError::BadArgument(
+                    opt.into(),
+                    format!("unknown key '{k}'"),
+                ))
+            }
         }
     }
     if b.order.is_empty() {
@@ -298,7 +319,10 @@ fn parse_uuid(opt: &str, v: &str) -> Result<String, OptionError> {
     if ok {
         Ok(v.to_ascii_lowercase())
     } else {
-        Err(OptionError::BadArgument(opt.into(), format!("invalid UUID '{v}'")))
+        Err(OptionError::BadArgument(
+            opt.into(),
+            format!("invalid UUID '{v}'"),
+        ))
     }
 }
 
@@ -312,7 +336,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, OptionE
         }
         let name = arg.trim_start_matches('-');
         let opt = format!("-{name}");
-        let mut value = || it.next().ok_or_else(|| OptionError::MissingArgument(opt.clone()));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| OptionError::MissingArgument(opt.clone()))
+        };
         match name {
             "h" | "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
@@ -327,9 +354,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, OptionE
             "boot" => o.boot = Some(parse_boot(&opt, &value()?)?),
             "bios" => o.bios = Some(value()?.into()),
             "L" => o.firmware_dir = Some(value()?.into()),
-            "serial" => {
+            "serial" | "debugcon" => {
                 let v = value()?;
-                o.serial = match v.as_str() {
+                let target = match v.as_str() {
                     "stdio" => SerialTarget::Stdio,
                     "none" | "null" => SerialTarget::None,
                     _ => match v.strip_prefix("file:") {
@@ -341,6 +368,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, OptionE
                             ))
                         }
                     },
+                };
+                if name == "serial" {
+                    o.serial = target;
+                } else {
+                    o.debugcon = target;
                 }
             }
             "qmp" => o.qmp.push(parse_qmp(&opt, &value()?)?),
@@ -378,7 +410,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, OptionE
             }
             "incoming" => {
                 let v = value()?;
-                return Err(OptionError::NotSupported(opt, format!("incoming migration ({v})")));
+                return Err(OptionError::NotSupported(
+                    opt,
+                    format!("incoming migration ({v})"),
+                ));
             }
             "device" => {
                 let v = value()?;
@@ -393,10 +428,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, OptionE
         }
     }
     if o.initrd.is_some() && o.kernel.is_none() {
-        return Err(OptionError::BadArgument("-initrd".into(), "needs -kernel".into()));
+        return Err(OptionError::BadArgument(
+            "-initrd".into(),
+            "needs -kernel".into(),
+        ));
     }
     if o.append.is_some() && o.kernel.is_none() {
-        return Err(OptionError::BadArgument("-append".into(), "needs -kernel".into()));
+        return Err(OptionError::BadArgument(
+            "-append".into(),
+            "needs -kernel".into(),
+        ));
     }
     let stdio_users = o.qmp.iter().filter(|q| **q == QmpEndpoint::Stdio).count()
         + usize::from(o.serial == SerialTarget::Stdio && o.qmp.contains(&QmpEndpoint::Stdio));
@@ -427,11 +468,33 @@ mod tests {
     #[test]
     fn full_command_line() {
         let o = run(&[
-            "-m", "256", "-kernel", "bz", "-initrd", "rd", "-append", "console=ttyS0",
-            "-serial", "file:/tmp/s", "-qmp", "unix:/tmp/q,server,nowait", "-qmp",
-            "tcp:127.0.0.1:4444,server,nowait", "-S", "-name", "vm1,process=x", "-uuid",
-            "12345678-1234-1234-1234-1234567890AB", "-display", "none", "-no-reboot",
-            "-no-shutdown", "-boot", "order=d,menu=on", "--cdrom", "x.iso",
+            "-m",
+            "256",
+            "-kernel",
+            "bz",
+            "-initrd",
+            "rd",
+            "-append",
+            "console=ttyS0",
+            "-serial",
+            "file:/tmp/s",
+            "-qmp",
+            "unix:/tmp/q,server,nowait",
+            "-qmp",
+            "tcp:127.0.0.1:4444,server,nowait",
+            "-S",
+            "-name",
+            "vm1,process=x",
+            "-uuid",
+            "12345678-1234-1234-1234-1234567890AB",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-no-shutdown",
+            "-boot",
+            "order=d,menu=on",
+            "--cdrom",
+            "x.iso",
         ]);
         assert_eq!(o.memory_mib, 256);
         assert_eq!(o.kernel, Some("bz".into()));
@@ -445,8 +508,17 @@ mod tests {
         );
         assert!(o.start_paused && o.no_reboot && o.no_shutdown);
         assert_eq!(o.name.as_deref(), Some("vm1"));
-        assert_eq!(o.uuid.as_deref(), Some("12345678-1234-1234-1234-1234567890ab"));
-        assert_eq!(o.boot, Some(BootOrder { order: "d".into(), menu: true }));
+        assert_eq!(
+            o.uuid.as_deref(),
+            Some("12345678-1234-1234-1234-1234567890ab")
+        );
+        assert_eq!(
+            o.boot,
+            Some(BootOrder {
+                order: "d".into(),
+                menu: true
+            })
+        );
         assert_eq!(o.cdrom, Some("x.iso".into()));
     }
 
@@ -455,8 +527,11 @@ mod tests {
         assert_eq!(run(&["-m", "1G"]).memory_mib, 1024);
         assert_eq!(run(&["-m", "64M"]).memory_mib, 64);
         assert!(matches!(p(&["-m", "0"]), Err(OptionError::BadArgument(..))));
-        assert!(matches!(p(&["-m", "lots"]), Err(OptionError::BadArgument(..))));
-        assert!(matches!(p(&["-m", "99999999999999999999G"]), Err(_)));
+        assert!(matches!(
+            p(&["-m", "lots"]),
+            Err(OptionError::BadArgument(..))
+        ));
+        assert!(p(&["-m", "99999999999999999999G"]).is_err());
     }
 
     #[test]
@@ -479,9 +554,18 @@ mod tests {
             let e = p(c).expect_err("must fail").to_string();
             assert!(!e.contains('\n') && !e.is_empty(), "{c:?}: {e}");
         }
-        assert_eq!(p(&["-frobnicate"]).unwrap_err().to_string(), "-frobnicate: invalid option");
-        assert_eq!(p(&["-m"]).unwrap_err().to_string(), "-m: requires an argument");
-        assert!(p(&["-device", "e1000"]).unwrap_err().to_string().contains("not supported yet"));
+        assert_eq!(
+            p(&["-frobnicate"]).unwrap_err().to_string(),
+            "-frobnicate: invalid option"
+        );
+        assert_eq!(
+            p(&["-m"]).unwrap_err().to_string(),
+            "-m: requires an argument"
+        );
+        assert!(p(&["-device", "e1000"])
+            .unwrap_err()
+            .to_string()
+            .contains("not supported yet"));
     }
 
     #[test]
@@ -495,6 +579,9 @@ mod tests {
     #[test]
     fn qmp_stdio_conflicts_with_serial_stdio() {
         assert!(p(&["-qmp", "stdio"]).is_err());
-        assert_eq!(run(&["-serial", "none", "-qmp", "stdio"]).qmp, vec![QmpEndpoint::Stdio]);
+        assert_eq!(
+            run(&["-serial", "none", "-qmp", "stdio"]).qmp,
+            vec![QmpEndpoint::Stdio]
+        );
     }
 }

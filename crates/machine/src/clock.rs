@@ -23,7 +23,11 @@ impl Clock {
     /// A clock at time 0 for instruction count `icount`, at `ps_per_insn` picoseconds per
     /// instruction (clamped to at least 1).
     pub fn new(icount: u64, ps_per_insn: u64) -> Clock {
-        Clock { base_ns: 0, base_icount: icount, ps_per_insn: ps_per_insn.max(1) }
+        Clock {
+            base_ns: 0,
+            base_icount: icount,
+            ps_per_insn: ps_per_insn.max(1),
+        }
     }
 
     /// Picoseconds per instruction.

@@ -76,7 +76,9 @@ pub fn prepare(
     ram_size: u32,
 ) -> Result<LinuxBoot, LinuxBootError> {
     if kernel.len() < 0x1000 {
-        return Err(LinuxBootError::BadKernel("kernel image is too small".into()));
+        return Err(LinuxBootError::BadKernel(
+            "kernel image is too small".into(),
+        ));
     }
     if u32_at(kernel, 0x202) != 0x5372_6448 {
         return Err(LinuxBootError::BadKernel(
@@ -93,7 +95,9 @@ pub fn prepare(
         )));
     }
     if kernel[0x211] & 1 == 0 {
-        return Err(LinuxBootError::BadKernel("zImage (not loaded high) is not supported".into()));
+        return Err(LinuxBootError::BadKernel(
+            "zImage (not loaded high) is not supported".into(),
+        ));
     }
     let setup_sects = match kernel[0x1F1] {
         0 => 4,
@@ -101,9 +105,15 @@ pub fn prepare(
     };
     let setup_size = (setup_sects + 1) * 512;
     if setup_size >= kernel.len() {
-        return Err(LinuxBootError::BadKernel("setup size exceeds the image".into()));
+        return Err(LinuxBootError::BadKernel(
+            "setup size exceeds the image".into(),
+        ));
     }
-    let max_cmdline = if protocol >= 0x0206 { u32_at(kernel, 0x238) as usize } else { 255 };
+    let max_cmdline = if protocol >= 0x0206 {
+        u32_at(kernel, 0x238) as usize
+    } else {
+        255
+    };
     let max_cmdline = max_cmdline.min(0x1_0000 - 1);
     if cmdline.len() > max_cmdline {
         return Err(LinuxBootError::CmdlineTooLong(cmdline.len(), max_cmdline));
@@ -113,7 +123,11 @@ pub fn prepare(
 
     // initrd_max: header 0x22C from protocol 2.03, else 0x37FFFFFF; never above RAM minus a
     // reserve for ACPI tables SeaBIOS puts at the top.
-    let mut initrd_max = if protocol >= 0x0203 { u32_at(kernel, 0x22C) } else { 0x37FF_FFFF };
+    let mut initrd_max = if protocol >= 0x0203 {
+        u32_at(kernel, 0x22C)
+    } else {
+        0x37FF_FFFF
+    };
     let ram_top = ram_size.saturating_sub(128 * 1024);
     if initrd_max >= ram_top {
         initrd_max = ram_top.saturating_sub(1);
@@ -145,13 +159,22 @@ pub fn prepare(
         items.push((keys::INITRD_DATA, rd.to_vec()));
     }
     items.push((keys::KERNEL_ADDR, KERNEL_ADDR.to_le_bytes().to_vec()));
-    items.push((keys::KERNEL_SIZE, (payload.len() as u32).to_le_bytes().to_vec()));
+    items.push((
+        keys::KERNEL_SIZE,
+        (payload.len() as u32).to_le_bytes().to_vec(),
+    ));
     items.push((keys::KERNEL_DATA, payload.to_vec()));
     items.push((keys::CMDLINE_ADDR, CMDLINE_ADDR.to_le_bytes().to_vec()));
-    items.push((keys::CMDLINE_SIZE, (cmd.len() as u32).to_le_bytes().to_vec()));
+    items.push((
+        keys::CMDLINE_SIZE,
+        (cmd.len() as u32).to_le_bytes().to_vec(),
+    ));
     items.push((keys::CMDLINE_DATA, cmd));
     items.push((keys::SETUP_ADDR, SETUP_ADDR.to_le_bytes().to_vec()));
-    items.push((keys::SETUP_SIZE, (setup.len() as u32).to_le_bytes().to_vec()));
+    items.push((
+        keys::SETUP_SIZE,
+        (setup.len() as u32).to_le_bytes().to_vec(),
+    ));
     items.push((keys::SETUP_DATA, setup));
     Ok(LinuxBoot { items, protocol })
 }

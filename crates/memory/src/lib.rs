@@ -131,7 +131,8 @@ pub struct MapState {
 impl Memory {
     /// Creates memory with `ram_size` bytes of zeroed RAM.
     pub fn new(ram_size: u64) -> Result<Memory, MemoryError> {
-        if !(0x10_0000..=MAX_RAM as u64).contains(&ram_size) || ram_size % PAGE_SIZE as u64 != 0
+        if !(0x10_0000..=MAX_RAM as u64).contains(&ram_size)
+            || !ram_size.is_multiple_of(PAGE_SIZE as u64)
         {
             return Err(MemoryError::BadRamSize(ram_size));
         }
@@ -160,7 +161,7 @@ impl Memory {
     /// 0xE0000 while PAM routes reads there to ROM.
     pub fn load_bios(&mut self, image: &[u8]) -> Result<(), MemoryError> {
         let len = image.len();
-        if len < 0x1_0000 || len > 0x100_0000 || len % 0x1_0000 != 0 {
+        if !(0x1_0000..=0x100_0000).contains(&len) || !len.is_multiple_of(0x1_0000) {
             return Err(MemoryError::BadBiosSize(len));
         }
         let offset = self.append_store(image);
@@ -178,7 +179,11 @@ impl Memory {
         }
         let offset = self.append_store(image);
         self.store.resize(offset + padded, 0xFF);
-        self.roms.push(RomMap { base: 0, len: padded as u32, store_offset: offset });
+        self.roms.push(RomMap {
+            base: 0,
+            len: padded as u32,
+            store_offset: offset,
+        });
         let id = self.roms.len() - 1;
         self.move_rom(id, base)?;
         Ok(id)
@@ -193,8 +198,7 @@ impl Memory {
         let new_base = match base {
             Some(b) => {
                 let end = b as u64 + len as u64;
-                if b % PAGE_SIZE as u32 != 0 || (b as u64) < self.ram_size as u64 || end > 1 << 32
-                {
+                if b % PAGE_SIZE as u32 != 0 || (b as u64) < self.ram_size as u64 || end > 1 << 32 {
                     return Err(MemoryError::BadRomMapping(b, len as usize));
                 }
                 b
@@ -311,7 +315,10 @@ impl Memory {
                     Some(o) => Target::Rom(o),
                     None => Target::Mmio,
                 },
-                2 => Target::Split { read: self.pam_rom(addr), write: ram },
+                2 => Target::Split {
+                    read: self.pam_rom(addr),
+                    write: ram,
+                },
                 _ => match ram {
                     Some(o) => Target::Ram(o),
                     None => Target::Mmio,
@@ -355,7 +362,10 @@ impl Memory {
     /// Flags of the RAM page holding store offset `ram_offset` (0 for non-RAM).
     #[inline]
     pub fn page_flags(&self, ram_offset: usize) -> u8 {
-        self.page_flags.get(ram_offset >> PAGE_SHIFT).copied().unwrap_or(0)
+        self.page_flags
+            .get(ram_offset >> PAGE_SHIFT)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Marks the RAM page at `ram_offset` as holding decoded code. Returns true when the
@@ -520,7 +530,11 @@ impl Memory {
 
     /// Saved map state.
     pub fn map_state(&self) -> MapState {
-        MapState { ram_size: self.ram_size, pam: self.pam, a20: self.a20 }
+        MapState {
+            ram_size: self.ram_size,
+            pam: self.pam,
+            a20: self.a20,
+        }
     }
 
     /// Restores the map state (RAM size must match).
@@ -676,6 +690,9 @@ mod tests {
         let mut bad = s.clone();
         bad.pam[3] = 9;
         assert!(n.restore_map_state(&bad).is_err());
-        assert!(Memory::new(0x200_0000).unwrap().restore_map_state(&s).is_err());
+        assert!(Memory::new(0x200_0000)
+            .unwrap()
+            .restore_map_state(&s)
+            .is_err());
     }
 }
