@@ -11,10 +11,16 @@
 //! opcodes = ["*"]              # file keys ("9C", "F6.4") or an opcode ("80" covers "80.x")
 //! lock = "invalid"             # optional: only tests with a LOCK prefix a P6 refuses (#UD)
 //! modrm = "register"           # optional: only tests whose ModR/M has mod = 3
+//! p6_fault = [12, 13]          # optional: only tests where the CPU raised one of these
+//!                              # vectors and the 286 did not
+//! cpu286_exception = [6]       # optional: only tests where the 286 raised one of these
+//! modrm_reg = [4, 5]           # optional: only tests whose ModR/M reg field is one of these
+//! min_length = 11              # optional: only instructions at least this long (bytes)
 //! flags = 0xF000               # FLAGS bits excused in the register
 //! pushed_flags = 0xF000        # FLAGS bits excused in the FLAGS image pushed to the stack
 //! ram = true                   # any difference in RAM (including stray writes) excused
 //! regs = ["sp"]                # these registers excused entirely
+//! eip_high = true              # EIP bits 16-31 excused
 //! any = true                   # every difference excused
 //! ```
 
@@ -63,7 +69,17 @@ struct RawClass {
     #[serde(default)]
     modrm: Option<String>,
     #[serde(default)]
+    p6_fault: Vec<u8>,
+    #[serde(default)]
+    cpu286_exception: Vec<u8>,
+    #[serde(default)]
+    modrm_reg: Vec<u8>,
+    #[serde(default)]
+    min_length: Option<usize>,
+    #[serde(default)]
     flags: Option<u16>,
+    #[serde(default)]
+    eip_high: bool,
     #[serde(default)]
     pushed_flags: Option<u16>,
     #[serde(default)]
@@ -87,6 +103,16 @@ pub struct Class {
     pub lock_invalid: bool,
     /// Only tests whose ModR/M selects a register.
     pub modrm_register: bool,
+    /// Only tests where the CPU raised one of these vectors unexpectedly (empty: any test).
+    pub p6_fault: Vec<u8>,
+    /// Only tests where the 286 raised one of these vectors (empty: any test).
+    pub cpu286_exception: Vec<u8>,
+    /// Only tests whose ModR/M reg field is one of these (empty: any test).
+    pub modrm_reg: Vec<u8>,
+    /// Only instructions of at least this many bytes.
+    pub min_length: usize,
+    /// EIP bits 16-31 excused.
+    pub eip_high: bool,
     /// FLAGS register bits excused.
     pub flags: u16,
     /// Pushed FLAGS image bits excused.
@@ -100,16 +126,48 @@ pub struct Class {
 }
 
 impl Class {
-    /// Whether the class applies to a test of file key `key` with instruction head `head`.
-    pub fn applies(&self, key: &str, head: &Head) -> bool {
-        let op = key.split('.').next().unwrap_or(key);
+    /// Whether the class applies to the test.
+    pub fn applies(&self, t: &TestInfo<'_>) -> bool {
+        let op = t.key.split('.').next().unwrap_or(t.key);
         let key_ok = self
             .opcodes
             .iter()
-            .any(|o| o == "*" || o.eq_ignore_ascii_case(key) || o.eq_ignore_ascii_case(op));
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(t.key) || o.eq_ignore_ascii_case(op));
+        let head = t.head;
         key_ok
             && (!self.lock_invalid || (head.has_lock() && !head.lock_legal_on_p6()))
             && (!self.modrm_register || head.modrm_is_register())
+            && (self.p6_fault.is_empty()
+                || t.diffs
+                    .iter()
+                    .any(|d| matches!(d, Diff::Fault { vector } if self.p6_fault.contains(vector))))
+            && (self.cpu286_exception.is_empty()
+                || t.exception_286
+                    .is_some_and(|v| self.cpu286_exception.contains(&v)))
+            && (self.modrm_reg.is_empty()
+                || head
+                    .reg_field()
+                    .is_some_and(|r| self.modrm_reg.contains(&r)))
+            && t.insn_len >= self.min_length
+    }
+
+    /// The FLAGS bits this class excuses in `d`, for a FLAGS register or pushed FLAGS byte
+    /// difference (None for other differences).
+    fn flag_bits(&self, d: &Diff) -> Option<u16> {
+        match d {
+            Diff::Reg {
+                reg: Reg::Flags, ..
+            } => Some(self.flags),
+            Diff::Ram {
+                kind: RamKind::PushedFlags { high },
+                ..
+            } => Some(if *high {
+                self.pushed_flags >> 8
+            } else {
+                self.pushed_flags & 0xFF
+            }),
+            _ => None,
+        }
     }
 
     /// Whether the class excuses `d` (assuming it applies to the test).
@@ -128,17 +186,19 @@ impl Class {
                 kind: RamKind::PushedFlags { high },
                 expected,
                 got,
+                mask,
                 ..
             } => {
-                let mask = if *high {
+                let excused = if *high {
                     self.pushed_flags >> 8
                 } else {
                     self.pushed_flags & 0xFF
                 };
-                self.ram || (expected ^ got) & !(mask as u8) == 0
+                self.ram || (expected ^ got) & mask & !(excused as u8) == 0
             }
             Diff::Ram { .. } => self.ram,
-            Diff::High { .. } | Diff::Exit { .. } => false,
+            Diff::High { name, .. } => self.eip_high && *name == "eip",
+            Diff::Fault { .. } | Diff::Missing { .. } | Diff::Exit { .. } => false,
         }
     }
 }
@@ -196,8 +256,15 @@ impl AllowList {
                     Reg::from_name(r).ok_or_else(|| bad(&format!("unknown register {r:?}")))?,
                 );
             }
-            let excuses =
-                c.any || c.ram || !regs.is_empty() || c.flags.is_some() || c.pushed_flags.is_some();
+            if c.modrm_reg.iter().any(|r| *r > 7) {
+                return Err(bad("modrm_reg values are 0..=7"));
+            }
+            let excuses = c.any
+                || c.ram
+                || c.eip_high
+                || !regs.is_empty()
+                || c.flags.is_some()
+                || c.pushed_flags.is_some();
             if !excuses {
                 return Err(bad("the class excuses nothing"));
             }
@@ -207,6 +274,11 @@ impl AllowList {
                 opcodes: c.opcodes,
                 lock_invalid,
                 modrm_register,
+                p6_fault: c.p6_fault,
+                cpu286_exception: c.cpu286_exception,
+                modrm_reg: c.modrm_reg,
+                min_length: c.min_length.unwrap_or(0),
+                eip_high: c.eip_high,
                 flags: c.flags.unwrap_or(0),
                 pushed_flags: c.pushed_flags.unwrap_or(0),
                 ram: c.ram,
@@ -217,21 +289,56 @@ impl AllowList {
         Ok(AllowList { classes })
     }
 
-    /// Judges a test's differences (non-empty).
-    pub fn judge(&self, key: &str, head: &Head, diffs: &[Diff]) -> Verdict {
+    /// Judges a test's differences (non-empty). A FLAGS difference may be covered bit by
+    /// bit by several classes together.
+    pub fn judge(&self, t: &TestInfo<'_>) -> Verdict {
         let applicable: Vec<usize> = (0..self.classes.len())
-            .filter(|&i| self.classes[i].applies(key, head))
+            .filter(|&i| self.classes[i].applies(t))
             .collect();
         let mut used = Vec::new();
         let mut failed = Vec::new();
-        for d in diffs {
-            match applicable.iter().find(|&&i| self.classes[i].covers(d)) {
-                Some(&i) => {
-                    if !used.contains(&i) {
-                        used.push(i);
-                    }
+        let note = |i: usize, used: &mut Vec<usize>| {
+            if !used.contains(&i) {
+                used.push(i);
+            }
+        };
+        for d in t.diffs {
+            if let Some(&i) = applicable.iter().find(|&&i| self.classes[i].covers(d)) {
+                note(i, &mut used);
+                continue;
+            }
+            let bits = match d {
+                Diff::Reg {
+                    reg: Reg::Flags, ..
+                } => d.reg_bits().map(|(_, b)| b),
+                Diff::Ram {
+                    kind: RamKind::PushedFlags { .. },
+                    expected,
+                    got,
+                    mask,
+                    ..
+                } => Some(((expected ^ got) & mask) as u16),
+                _ => None,
+            };
+            let Some(bits) = bits else {
+                failed.push(d.clone());
+                continue;
+            };
+            let mut left = bits;
+            let mut helpers = Vec::new();
+            for &i in &applicable {
+                let b = self.classes[i].flag_bits(d).unwrap_or(0) & left;
+                if b != 0 {
+                    left &= !b;
+                    helpers.push(i);
                 }
-                None => failed.push(d.clone()),
+            }
+            if left == 0 {
+                for i in helpers {
+                    note(i, &mut used);
+                }
+            } else {
+                failed.push(d.clone());
             }
         }
         if failed.is_empty() {
@@ -240,6 +347,21 @@ impl AllowList {
             Verdict::Failed(failed)
         }
     }
+}
+
+/// What the allow-list needs to know about a test.
+#[derive(Clone, Copy, Debug)]
+pub struct TestInfo<'a> {
+    /// File key ("80.1").
+    pub key: &'a str,
+    /// Decoded instruction head.
+    pub head: &'a Head,
+    /// Differences found.
+    pub diffs: &'a [Diff],
+    /// Vector of the exception the 286 raised, if any.
+    pub exception_286: Option<u8>,
+    /// Instruction length in bytes (prefixes included, the suite's HLT excluded).
+    pub insn_len: usize,
 }
 
 #[cfg(test)]
@@ -262,6 +384,19 @@ mod tests {
         any = true
 
         [[class]]
+        name = "wrap"
+        reason = "P6 raises #GP/#SS"
+        opcodes = ["*"]
+        p6_fault = [12, 13]
+        any = true
+
+        [[class]]
+        name = "ip-wrap"
+        reason = "EIP"
+        opcodes = ["*"]
+        eip_high = true
+
+        [[class]]
         name = "lea-reg"
         reason = "P6 raises #UD"
         opcodes = ["8D"]
@@ -269,6 +404,16 @@ mod tests {
         regs = ["ip", "sp"]
         ram = true
     "#;
+
+    fn judge(a: &AllowList, key: &str, head: &Head, diffs: &[Diff]) -> Verdict {
+        a.judge(&TestInfo {
+            key,
+            head,
+            diffs,
+            exception_286: None,
+            insn_len: 2,
+        })
+    }
 
     fn flags_diff(e: u16, g: u16) -> Diff {
         Diff::Reg {
@@ -282,43 +427,45 @@ mod tests {
     #[test]
     fn parses_and_judges() {
         let a = AllowList::parse(SAMPLE).unwrap();
-        assert_eq!(a.classes.len(), 3);
+        assert_eq!(a.classes.len(), 5);
         let add = Head::decode(&[0x00, 0x07]);
         assert_eq!(
-            a.judge("00", &add, &[flags_diff(0x0002, 0x3002)]),
+            judge(&a, "00", &add, &[flags_diff(0x0002, 0x3002)]),
             Verdict::Allowed(vec![0])
         );
         let d = flags_diff(0x0002, 0x3003);
         assert_eq!(
-            a.judge("00", &add, std::slice::from_ref(&d)),
+            judge(&a, "00", &add, std::slice::from_ref(&d)),
             Verdict::Failed(vec![d])
         );
         let pushed = Diff::Ram {
             addr: 5,
             expected: 0x00,
             got: 0x30,
+            mask: 0xFF,
             kind: RamKind::PushedFlags { high: true },
         };
-        assert_eq!(a.judge("CD", &add, &[pushed]), Verdict::Allowed(vec![0]));
+        assert_eq!(judge(&a, "CD", &add, &[pushed]), Verdict::Allowed(vec![0]));
         let pushed_low = Diff::Ram {
             addr: 4,
             expected: 0x00,
             got: 0x30,
+            mask: 0xFF,
             kind: RamKind::PushedFlags { high: false },
         };
         assert!(matches!(
-            a.judge("CD", &add, &[pushed_low]),
+            judge(&a, "CD", &add, &[pushed_low]),
             Verdict::Failed(_)
         ));
 
         let lock_int3 = Head::decode(&[0xF0, 0xCC]);
         let exit = Diff::Exit { what: "x".into() };
         assert_eq!(
-            a.judge("CC", &lock_int3, std::slice::from_ref(&exit)),
+            judge(&a, "CC", &lock_int3, std::slice::from_ref(&exit)),
             Verdict::Allowed(vec![1])
         );
         assert!(matches!(
-            a.judge("CC", &Head::decode(&[0xCC]), &[exit]),
+            judge(&a, "CC", &Head::decode(&[0xCC]), &[exit]),
             Verdict::Failed(_)
         ));
 
@@ -331,14 +478,74 @@ mod tests {
         let lea_reg = Head::decode(&[0x8D, 0xC0]);
         let lea_mem = Head::decode(&[0x8D, 0x00]);
         assert_eq!(
-            a.judge("8D", &lea_reg, std::slice::from_ref(&ip)),
+            judge(&a, "8D", &lea_reg, std::slice::from_ref(&ip)),
+            Verdict::Allowed(vec![4])
+        );
+        // p6_fault: only when the CPU raised one of the listed vectors.
+        let gp = Diff::Fault { vector: 13 };
+        let ud = Diff::Fault { vector: 6 };
+        assert_eq!(
+            judge(&a, "A5", &add, &[gp, ip.clone()]),
             Verdict::Allowed(vec![2])
         );
         assert!(matches!(
-            a.judge("8D", &lea_mem, std::slice::from_ref(&ip)),
+            judge(&a, "A5", &add, &[ud, ip.clone()]),
             Verdict::Failed(_)
         ));
-        assert!(matches!(a.judge("8C", &lea_reg, &[ip]), Verdict::Failed(_)));
+        let eip = Diff::High {
+            name: "eip",
+            got: 0x10000,
+        };
+        let eax = Diff::High {
+            name: "eax",
+            got: 0x10000,
+        };
+        assert_eq!(judge(&a, "C3", &add, &[eip]), Verdict::Allowed(vec![3]));
+        assert!(matches!(judge(&a, "C3", &add, &[eax]), Verdict::Failed(_)));
+        // Flags bits covered by two classes together.
+        let two = AllowList::parse(
+            "[[class]]\nname='a'\nreason='r'\nopcodes=['*']\nflags=0xF000\n\
+             [[class]]\nname='b'\nreason='r'\nopcodes=['F6.6']\nflags=0x0001\n",
+        )
+        .unwrap();
+        let both = flags_diff(0x0000, 0x1001);
+        assert_eq!(
+            judge(&two, "F6.6", &add, std::slice::from_ref(&both)),
+            Verdict::Allowed(vec![0, 1])
+        );
+        assert!(matches!(
+            judge(&two, "F6.5", &add, &[both]),
+            Verdict::Failed(_)
+        ));
+        // Conditions on the 286's exception, the ModR/M reg field and the length.
+        let cond = AllowList::parse(
+            "[[class]]\nname='c'\nreason='r'\nopcodes=['*']\nany=true\n\
+             cpu286_exception=[6]\nmodrm_reg=[4,5]\nmin_length=2\n",
+        )
+        .unwrap();
+        fn info(exc: Option<u8>, len: usize, head: &Head) -> TestInfo<'_> {
+            TestInfo {
+                key: "8E",
+                head,
+                diffs: &[],
+                exception_286: exc,
+                insn_len: len,
+            }
+        }
+        let fs = &Head::decode(&[0x8E, 0xE0]);
+        let es = &Head::decode(&[0x8E, 0xC0]);
+        assert!(cond.classes[0].applies(&info(Some(6), 2, fs)));
+        assert!(!cond.classes[0].applies(&info(None, 2, fs)));
+        assert!(!cond.classes[0].applies(&info(Some(6), 1, fs)));
+        assert!(!cond.classes[0].applies(&info(Some(6), 2, es)));
+        assert!(matches!(
+            judge(&a, "8D", &lea_mem, std::slice::from_ref(&ip)),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            judge(&a, "8C", &lea_reg, &[ip]),
+            Verdict::Failed(_)
+        ));
     }
 
     #[test]
@@ -350,6 +557,8 @@ mod tests {
         let bad_reg = "[[class]]\nname='x'\nreason='r'\nopcodes=['*']\nregs=['zz']\n";
         assert!(AllowList::parse(bad_reg).is_err());
         let unknown = "[[class]]\nname='x'\nreason='r'\nopcodes=['*']\nany=true\nfoo=1\n";
+        let bad_modrm = "[[class]]\nname='x'\nreason='r'\nopcodes=['*']\nany=true\nmodrm_reg=[8]\n";
+        assert!(AllowList::parse(bad_modrm).is_err());
         assert!(AllowList::parse(unknown).is_err());
     }
 }

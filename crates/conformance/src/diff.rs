@@ -48,8 +48,23 @@ pub enum Diff {
         expected: u8,
         /// Observed value.
         got: u8,
+        /// Bits that were compared.
+        mask: u8,
         /// Why it was compared.
         kind: RamKind,
+    },
+    /// The CPU delivered an exception that the test does not expect (it reached the
+    /// runner's sentinel handler for `vector`).
+    Fault {
+        /// Exception vector.
+        vector: u8,
+    },
+    /// The CPU did not raise an exception that a P6 must raise (whatever the 286 did).
+    Missing {
+        /// Exception vector.
+        vector: u8,
+        /// Why a P6 raises it.
+        why: &'static str,
     },
     /// The CPU did not finish the instruction normally (triple fault, exit request, or an
     /// instruction that never completed).
@@ -94,6 +109,7 @@ impl fmt::Display for Diff {
                 addr,
                 expected,
                 got,
+                mask,
                 kind,
             } => {
                 let k = match kind {
@@ -105,7 +121,31 @@ impl fmt::Display for Diff {
                 write!(
                     f,
                     "RAM[{addr:#07x}]: expected {expected:#04x} got {got:#04x}{k}"
-                )
+                )?;
+                if *mask != 0xFF {
+                    write!(f, " (mask {mask:#04x})")?;
+                }
+                Ok(())
+            }
+            Diff::Fault { vector } => {
+                let name = match vector {
+                    0 => "#DE",
+                    1 => "#DB",
+                    3 => "#BP",
+                    4 => "#OF",
+                    5 => "#BR",
+                    6 => "#UD",
+                    7 => "#NM",
+                    8 => "#DF",
+                    12 => "#SS",
+                    13 => "#GP",
+                    16 => "#MF",
+                    _ => "vector",
+                };
+                write!(f, "unexpected exception {name} ({vector})")
+            }
+            Diff::Missing { vector, why } => {
+                write!(f, "no exception {vector} although a P6 raises it: {why}")
             }
             Diff::Exit { what } => write!(f, "exit: {what}"),
         }
@@ -133,6 +173,7 @@ mod tests {
             addr: 0x1234,
             expected: 1,
             got: 2,
+            mask: 0xFF,
             kind: RamKind::Stray,
         };
         assert_eq!(

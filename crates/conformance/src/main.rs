@@ -7,6 +7,7 @@
 //! Exit status: 0 when the run completed (even with failures), 2 on bad usage or unreadable
 //! data.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -88,10 +89,12 @@ fn run_singlestep(args: &[String]) -> Result<(), String> {
             AllowList::parse(DEFAULT_ALLOW_LIST).map_err(|e| format!("built-in allow-list: {e}"))?
         }
     };
-    let mut stdout = std::io::stdout();
+    let mut stdout = std::io::stdout().lock();
     let summary = singlestep::run_dir(&dir, &opts, &mut stdout).map_err(|e| e.to_string())?;
     let text = summary.render(&opts.allow);
-    print!("{text}");
+    // A closed stdout (a pager quit early) is not an error of the run.
+    let _ = write!(stdout, "{text}");
+    drop(stdout);
     if let Some(p) = report_path(report_to) {
         let body = format!(
             "## Single-step (80286 real mode, {})\n\n```\n{}\n```\n\n{}",
@@ -132,8 +135,10 @@ fn run_fuzz(args: &[String]) -> Result<(), String> {
     let mut f = fuzz::Fuzzer::new();
     let stats = f.run(&cfg);
     let text = stats.render(&cfg);
-    print!("{text}");
-    println!("{} instructions executed", stats.instructions);
+    let mut stdout = std::io::stdout().lock();
+    let _ = write!(stdout, "{text}");
+    let _ = writeln!(stdout, "{} instructions executed", stats.instructions);
+    drop(stdout);
     if let Some(p) = report_path(report_to) {
         report::update(
             &p,
