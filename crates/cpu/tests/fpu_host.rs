@@ -476,7 +476,8 @@ enum Operands {
     Bits64,
     Bits16,
     Bcd,
-    /// Extended operand followed by a 4/8-byte memory operand.
+    /// Extended operand followed by a 2/4/8-byte memory operand.
+    ExtThen16,
     ExtThen32,
     ExtThen64,
 }
@@ -531,6 +532,12 @@ fn operands(r: &mut Rng, kind: Operands) -> ([u8; 10], [u8; 10]) {
             let (w, _) = operands(r, Operands::Bits32);
             let mut y = [0u8; 10];
             y[..4].copy_from_slice(&w[..4]);
+            (a, y)
+        }
+        Operands::ExtThen16 => {
+            let (w, _) = operands(r, Operands::Bits16);
+            let mut y = [0u8; 10];
+            y[..2].copy_from_slice(&w[..2]);
             (a, y)
         }
         Operands::ExtThen64 => {
@@ -693,6 +700,48 @@ diff_test!(
     e_split(0xDA, 0x38)
 );
 diff_test!(
+    host_fcom_m32,
+    35,
+    Operands::ExtThen32,
+    h_fcom32_split,
+    e_split(0xD8, 0x10)
+);
+diff_test!(
+    host_fcomp_m64,
+    36,
+    Operands::ExtThen64,
+    h_fcomp64_split,
+    e_split(0xDC, 0x18)
+);
+diff_test!(
+    host_ficomp_m16,
+    37,
+    Operands::ExtThen16,
+    h_ficomp16_split,
+    e_split(0xDE, 0x18)
+);
+diff_test!(
+    host_fisub_m16,
+    38,
+    Operands::ExtThen16,
+    h_fisub16_split,
+    e_split(0xDE, 0x20)
+);
+diff_test!(
+    host_fsubr_m64,
+    39,
+    Operands::ExtThen64,
+    h_fsubr64_split,
+    e_split(0xDC, 0x28)
+);
+diff_test!(
+    host_fdiv_m32,
+    40,
+    Operands::ExtThen32,
+    h_fdiv32_split,
+    e_split(0xD8, 0x30)
+);
+diff_test!(
     host_fistp_m16,
     27,
     Operands::One,
@@ -796,6 +845,12 @@ macro_rules! host_mem {
 host_mem!(h_fadd32_split, "fadd dword ptr [{a} + 10]");
 host_mem!(h_fmul64_split, "fmul qword ptr [{a} + 10]");
 host_mem!(h_fidivr32_split, "fidivr dword ptr [{a} + 10]");
+host_mem!(h_fcom32_split, "fcom dword ptr [{a} + 10]");
+host_mem!(h_fcomp64_split, "fcomp qword ptr [{a} + 10]");
+host_mem!(h_ficomp16_split, "ficomp word ptr [{a} + 10]");
+host_mem!(h_fisub16_split, "fisub word ptr [{a} + 10]");
+host_mem!(h_fsubr64_split, "fsubr qword ptr [{a} + 10]");
+host_mem!(h_fdiv32_split, "fdiv dword ptr [{a} + 10]");
 
 /// Emulated: FLD a (m80 at A); op with the memory operand at A + 16 (slot B); then as `e1`.
 fn e_split(op: u8, modrm: u8) -> impl Fn(u16, &[u8; 10], &[u8; 10]) -> Res {
@@ -1578,4 +1633,32 @@ fn host_f2xm1_fyl2xp1() {
     run_trans("f2xm1", 46, &h_f2xm1, &e2(0xD9, 0xF0), unit);
     let small = |r: &mut Rng| (operand_within(r, -3), operand_within(r, 10));
     run_trans("fyl2xp1", 47, &h_fyl2xp1, &e2(0xD9, 0xF9), small);
+}
+
+/// FLDCW keeps the defined control bits and reads back bit 6 as 1, as on the host.
+#[test]
+fn host_fldcw_reserved_bits() {
+    let mut r = Rng(77);
+    for k in 0..2000u32 {
+        let cw: u16 = match k {
+            0 => 0,
+            1 => 0xFFFF,
+            _ => r.next() as u16,
+        } | 0x3F;
+        let mut host: u16 = 0;
+        let mut old: u16 = 0;
+        // SAFETY: every exception stays masked; the saved control word is restored.
+        unsafe {
+            asm!(
+                "fnstcw [{old}]", "fninit", "fldcw [{cw}]", "fnstcw [{out}]", "fldcw [{old}]",
+                old = in(reg) &mut old, cw = in(reg) &cw, out = in(reg) &mut host,
+                out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+            );
+        }
+        let mut e = Emu::new(cw, &[], &[]);
+        e.x(0xD9, 0x38, Some(OUT));
+        let emu = u16::from_le_bytes([e.mem.0[48], e.mem.0[49]]);
+        assert_eq!(emu, host, "FLDCW {cw:04x}");
+    }
 }
