@@ -284,11 +284,11 @@ pub struct Unp {
 impl Unp {
     /// Normalises a raw (non-zero) significand.
     pub fn norm(sign: bool, exp: i32, sig: u128) -> Unp {
-        let lz = sig.leading_zeros() as i32;
+        let lz = sig.leading_zeros();
         Unp {
             sign,
-            exp: exp - lz,
-            sig: sig << lz,
+            exp: exp - lz as i32,
+            sig: sig.checked_shl(lz).unwrap_or(0),
         }
     }
 }

@@ -197,7 +197,8 @@ impl Fpu {
         }
     }
 
-    /// FNINIT (also the state after RESET on a P6, apart from register contents).
+    /// FNINIT: control word 037F, status 0, all registers empty, pointers cleared. Register
+    /// contents are kept (use [`Fpu::new`] for the power-on state).
     pub fn reset(&mut self) {
         self.cw = CW_INIT;
         self.sw = 0;
@@ -278,7 +279,7 @@ impl Fpu {
     // ----- register stack -----
 
     fn phys(&self, i: usize) -> usize {
-        (usize::from(self.top) + i) & 7
+        usize::from(self.top).wrapping_add(i) & 7
     }
 
     fn tag_of(&self, phys: usize) -> u16 {
