@@ -401,6 +401,15 @@ impl Cpu {
         Ok((m, Opnd::Mem(seg, off)))
     }
 
+    /// The reg field of the ModR/M byte at EIP, without consuming it.
+    fn peek_modrm_reg<B: Bus>(&mut self, bus: &mut B) -> Res<u8> {
+        let (eip, ipos) = (self.eip, self.ipos);
+        let m = self.fetch8(bus)?;
+        self.eip = eip;
+        self.ipos = ipos;
+        Ok((m >> 3) & 7)
+    }
+
     #[inline(always)]
     fn rop<B: Bus>(&mut self, bus: &mut B, o: Opnd, n: u32) -> Res<u32> {
         match o {
@@ -909,6 +918,9 @@ impl Cpu {
                 }
             }
             0x8F => {
+                if self.peek_modrm_reg(bus)? != 0 {
+                    return ud();
+                }
                 let mut sp = self.regs[4];
                 let v = self.pop_at(bus, &mut sp, nv)?;
                 let old = self.regs[4];
@@ -1060,7 +1072,10 @@ impl Cpu {
             }
             0xC6 | 0xC7 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (_, o) = self.modrm(bus, p)?;
+                let (m, o) = self.modrm(bus, p)?;
+                if m & 0x38 != 0 {
+                    return ud();
+                }
                 let v = self.imm(bus, n)?;
                 self.wop(bus, o, n, v)?;
             }
@@ -1458,9 +1473,8 @@ impl Cpu {
         let adj = (ax & 0xF) > 9 || self.flag(AF);
         if adj {
             if sub {
-                let al = (ax & 0xFF).wrapping_sub(6) & 0xFF;
-                let ah = ((ax >> 8).wrapping_sub(1)) & 0xFF;
-                ax = (ah << 8) | al;
+                // AX - 6 (a borrow reaches AH), then AH - 1.
+                ax = ax.wrapping_sub(6).wrapping_sub(0x100) & 0xFFFF;
             } else {
                 ax = ax.wrapping_add(0x106) & 0xFFFF;
             }

@@ -672,3 +672,25 @@ fn shr_and_rcr_overflow_flag_for_multi_bit_counts() {
     assert_eq!(c.reg32(EDX) & 0x800, 0);
     assert_eq!(c.reg32(ECX) & 0x801, 0x800);
 }
+
+#[test]
+fn aas_borrows_into_ah_and_bad_group_encodings_are_ud() {
+    let mut b = bus();
+    b.load(0x18, &0x0000_8000u32.to_le_bytes()); // IVT[6] -> 0000:8000
+    b.load(0x8000, &[0xF4]);
+    // mov ax, 0x1d04; stc; sahf-free: set AF via sub: mov bl,0x0f; sub bl,0x01? use
+    // mov ah,0x10 / sahf to set AF, then restore AH.
+    b.load(
+        0x7C00,
+        &[
+            0xB4, 0x10, 0x9E, // mov ah, 0x10; sahf (AF=1)
+            0xB8, 0x04, 0x1D, // mov ax, 0x1d04
+            0x3F, // aas
+            0x8F, 0xC8, // pop with reg=1: #UD
+        ],
+    );
+    let mut c = real_cpu(0x7C00);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(c.reg32(EAX) & 0xFFFF, 0x1B0E);
+    assert_eq!(b.read_u16(c.reg32(ESP)), 0x7C07, "#UD at the 8F /1");
+}
