@@ -496,3 +496,55 @@ fn bookkeeping_skips_control_instructions() {
     let s = f.state();
     assert_eq!((s.fip, s.fcs, s.fop), (0x40, 0x1B, 0x1E8));
 }
+
+/// Random encodings, operands, images and contexts never panic, and a refused instruction
+/// (fault, #UD, pending exception) never changes the state.
+#[test]
+fn random_instructions_never_panic() {
+    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut f = Fpu::new();
+    let mut m = Mem::new();
+    for b in m.bytes.iter_mut() {
+        *b = next() as u8;
+    }
+    m.fault_from = 480;
+    m.fault_to = 512;
+    for _ in 0..200_000 {
+        let op = 0xD8 + (next() % 8) as u8;
+        let modrm = next() as u8;
+        let ea = if next() % 16 == 0 {
+            None
+        } else {
+            Some((next() % 520) as u32)
+        };
+        let c = FpuContext {
+            op32: next() % 2 == 0,
+            protected: next() % 2 == 0,
+            ip: next() as u32,
+            cs: next() as u16,
+            dp: next() as u32,
+            ds: next() as u16,
+            opcode: next() as u16,
+            eflags: next() as u32,
+        };
+        if next() % 64 == 0 {
+            let at = (next() % 400) as usize;
+            let v = next().to_le_bytes();
+            m.put(at, &v);
+        }
+        let before = f.state();
+        match f.execute(op, modrm, ea, &c, &mut m) {
+            Ok(_) => {}
+            Err(_) => assert_eq!(f.state(), before, "{op:02x} {modrm:02x} {ea:?}"),
+        }
+        if f.wait_check() && next() % 4 == 0 {
+            f.execute(0xDB, 0xE2, None, &c, &mut m).expect("FNCLEX");
+        }
+    }
+}
