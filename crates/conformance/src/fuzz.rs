@@ -191,12 +191,14 @@ impl Stats {
             .vectors
             .iter()
             .enumerate()
+            .take(32)
             .filter(|(_, n)| **n > 0)
             .map(|(v, n)| format!("{v}:{n}"))
             .collect();
-        if !vecs.is_empty() {
+        let soft: u64 = self.vectors.iter().skip(32).sum();
+        if !vecs.is_empty() || soft > 0 {
             s.push_str(&format!(
-                "\nhandlers reached (vector:count): {}\n",
+                "\nhandlers reached (vector:count): {}; vectors 32-255 (INT n): {soft}\n",
                 vecs.join(" ")
             ));
         }

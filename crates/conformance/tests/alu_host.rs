@@ -604,69 +604,92 @@ fn hex(b: &[u8]) -> String {
         .join(" ")
 }
 
+/// Results of one instruction form.
+struct CaseResult {
+    ran: u64,
+    bad: u64,
+    first: Vec<Mismatch>,
+}
+
+/// Runs `per_case` random inputs of `c` natively and on the emulator.
+fn run_case(h: &mut Harness, c: &Case, per_case: u64, rng: &mut Rng) -> CaseResult {
+    let mut code = c.bytes.to_vec();
+    code.push(0xF4);
+    h.write_block(CODE, &code);
+    let mut r = CaseResult {
+        ran: 0,
+        bad: 0,
+        first: Vec::new(),
+    };
+    for _ in 0..per_case {
+        let inp = input(c, rng);
+        let Some(chk) = check(c, &inp) else { continue };
+        r.ran += 1;
+        let mut nat = inp;
+        (c.native)(&mut nat);
+        h.cpu.set_reg32(0, inp.eax);
+        h.cpu.set_reg32(1, inp.ecx);
+        h.cpu.set_reg32(2, inp.edx);
+        h.cpu.set_eflags(inp.flags);
+        h.cpu.set_eip(CODE);
+        let (exit, n) = h.step();
+        let emu = St {
+            eax: h.cpu.reg32(0),
+            ecx: h.cpu.reg32(1),
+            edx: h.cpu.reg32(2),
+            flags: h.cpu.eflags() & ARITH,
+        };
+        let eip_ok = exit == CpuExit::Limit && n == 1 && h.cpu.eip() == CODE + c.bytes.len() as u32;
+        let same = eip_ok
+            && (emu.eax ^ nat.eax) & chk.eax == 0
+            && emu.ecx == nat.ecx
+            && emu.edx == nat.edx
+            && (emu.flags ^ nat.flags) & chk.flags == 0;
+        if !same {
+            r.bad += 1;
+            if r.first.len() < 3 {
+                r.first.push(Mismatch {
+                    case: c.name,
+                    bytes: c.bytes,
+                    input: inp,
+                    native: nat,
+                    emulated: emu,
+                });
+            }
+        }
+    }
+    r
+}
+
+fn flat32() -> Harness {
+    let mut h = Harness::new();
+    h.cpu.setup_flat32(CODE);
+    h
+}
+
 #[test]
 fn alu_matches_host() {
     let per_case: u64 = std::env::var("WASM86_ALU_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let mut h = Harness::new();
-    h.cpu.setup_flat32(CODE);
+    let mut h = flat32();
     let mut rng = Rng::new(0xA1B2_C3D4_E5F6_0718);
     let mut mismatches: Vec<Mismatch> = Vec::new();
     let mut failing_cases: Vec<(&'static str, u64, u64)> = Vec::new();
     let mut total_run = 0u64;
     for c in cases() {
-        let mut code = c.bytes.to_vec();
-        code.push(0xF4);
-        h.write_block(CODE, &code);
-        let (mut bad, mut ran) = (0u64, 0u64);
-        for _ in 0..per_case {
-            let inp = input(&c, &mut rng);
-            let Some(chk) = check(&c, &inp) else { continue };
-            ran += 1;
-            let mut nat = inp;
-            (c.native)(&mut nat);
-            h.cpu.set_reg32(0, inp.eax);
-            h.cpu.set_reg32(1, inp.ecx);
-            h.cpu.set_reg32(2, inp.edx);
-            h.cpu.set_eflags(inp.flags);
-            h.cpu.set_eip(CODE);
-            let (exit, n) = h.step();
-            let emu = St {
-                eax: h.cpu.reg32(0),
-                ecx: h.cpu.reg32(1),
-                edx: h.cpu.reg32(2),
-                flags: h.cpu.eflags() & ARITH,
-            };
-            let eip_ok =
-                exit == CpuExit::Limit && n == 1 && h.cpu.eip() == CODE + c.bytes.len() as u32;
-            let same = eip_ok
-                && (emu.eax ^ nat.eax) & chk.eax == 0
-                && emu.ecx == nat.ecx
-                && emu.edx == nat.edx
-                && (emu.flags ^ nat.flags) & chk.flags == 0;
-            if !same {
-                bad += 1;
-                if bad <= 3 {
-                    mismatches.push(Mismatch {
-                        case: c.name,
-                        bytes: c.bytes,
-                        input: inp,
-                        native: nat,
-                        emulated: emu,
-                    });
-                }
-            }
-        }
-        total_run += ran;
+        let r = run_case(&mut h, &c, per_case, &mut rng);
+        total_run += r.ran;
         assert!(
-            ran >= per_case / 4,
-            "{}: only {ran} of {per_case} inputs usable",
-            c.name
+            r.ran >= per_case / 4,
+            "{}: only {} of {per_case} inputs usable",
+            c.name,
+            r.ran
         );
-        if bad > 0 {
-            failing_cases.push((c.name, bad, ran));
+        if r.bad > 0 {
+            failing_cases.push((c.name, r.bad, r.ran));
+            mismatches.extend(r.first);
         }
     }
     let mut text = format!(
@@ -697,6 +720,24 @@ fn alu_matches_host() {
         &format!("## ALU differential (host x86-64 vs wasm86)\n\n{text}"),
     );
     assert!(failing_cases.is_empty(), "ALU differences:\n{text}");
+}
+
+#[test]
+fn a_wrong_emulation_is_detected() {
+    // Native ADD against the bytes of SUB: the comparison must catch it.
+    let wrong = case!("add_vs_sub", "add eax, edx", 32, Kind::Arith, [0x29, 0xD0]);
+    let right = case!("add", "add eax, edx", 32, Kind::Arith, [0x01, 0xD0]);
+    let mut h = flat32();
+    let mut rng = Rng::new(3);
+    let bad = run_case(&mut h, &wrong, 1000, &mut rng);
+    assert_eq!(bad.ran, 1000);
+    assert!(bad.bad > 900, "only {} of 1000 mismatches found", bad.bad);
+    let good = run_case(&mut h, &right, 1000, &mut rng);
+    assert_eq!((good.ran, good.bad), (1000, 0));
+    // Undefined flags are masked, defined ones are not: MUL leaves SF undefined.
+    let mul = &cases().into_iter().find(|c| c.name == "mul32").unwrap();
+    let chk = check(mul, &St::default()).unwrap();
+    assert_eq!(chk.flags, CF | OF);
 }
 
 #[test]
