@@ -694,3 +694,191 @@ fn aas_borrows_into_ah_and_bad_group_encodings_are_ud() {
     assert_eq!(c.reg32(EAX) & 0xFFFF, 0x1B0E);
     assert_eq!(b.read_u16(c.reg32(ESP)), 0x7C07, "#UD at the 8F /1");
 }
+
+/// Runs `code` at 0x4000 in flat PM with vector `v` routed to the (pop eax; pop ebx; hlt)
+/// handler at 0x5000, or to (pop ebx; hlt) at 0x5100 when `has_code` is false.
+fn fault_case(
+    code: &[u8],
+    v: u8,
+    has_code: bool,
+    setup: impl FnOnce(&mut Cpu, &mut TestBus),
+) -> Cpu {
+    let mut b = bus();
+    b.load(0x5000, ERR_HANDLER);
+    b.load(0x5100, NOERR_HANDLER);
+    b.load(0x5200, &[0xB9, 0xEE, 0xEE, 0, 0, 0xF4]); // wrong vector: ecx=0xeeee
+    b.load(0x4000, code);
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5200);
+    gate(
+        &mut b,
+        v,
+        0x08,
+        if has_code { 0x5000 } else { 0x5100 },
+        0xE,
+        0,
+    );
+    setup(&mut c, &mut b);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_ne!(c.reg32(ECX), 0xEEEE, "delivered through the wrong vector");
+    c
+}
+
+#[test]
+fn not_present_segment_raises_np_with_selector() {
+    let c = fault_case(&[0x66, 0xB8, 0x20, 0x00, 0x8E, 0xD8], 11, true, |_, b| {
+        b.load(GDT + 0x20, &0x0000_1200_0000_FFFFu64.to_le_bytes()); // P=0 data
+    });
+    assert_eq!(c.reg32(EAX), 0x20);
+    assert_eq!(c.reg32(EBX), 0x4004);
+}
+
+#[test]
+fn not_present_stack_segment_raises_ss() {
+    // SS = 16-bit data segment with limit 0xFFFF; ESP = 0x20000 is beyond it.
+    // Loading SS with a not-present segment raises #SS(selector).
+    let c = fault_case(&[0x66, 0xB8, 0x20, 0x00, 0x8E, 0xD0], 12, true, |_, b| {
+        b.load(GDT + 0x20, &0x00CF_1200_0000_FFFFu64.to_le_bytes());
+    });
+    assert_eq!(c.reg32(EAX), 0x20);
+    assert_eq!(c.reg32(EBX), 0x4004);
+}
+
+#[test]
+fn fpu_with_ts_raises_nm_and_fnstsw_works_after_clts() {
+    let c = fault_case(&[0xDB, 0xE3], 7, false, |c, _| {
+        let cr0 = c.registers().cr0;
+        c.set_cr0(cr0 | 8);
+    });
+    assert_eq!(c.reg32(EBX), 0x4000);
+    let mut b = bus();
+    b.load(0x4000, &[0x0F, 0x06, 0xDB, 0xE3, 0xDF, 0xE0, 0xF4]); // clts; fninit; fnstsw ax
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5000);
+    c.set_reg32(EAX, 0xFFFF_FFFF);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(c.reg32(EAX), 0xFFFF_0000);
+}
+
+#[test]
+fn bound_raises_br() {
+    let c = fault_case(
+        &[0xB8, 0x10, 0, 0, 0, 0x62, 0x05, 0x00, 0x60, 0, 0],
+        5,
+        false,
+        |_, b| {
+            b.write_u32(0x6000, 0);
+            b.write_u32(0x6004, 0xF);
+        },
+    );
+    assert_eq!(c.reg32(EBX), 0x4005);
+}
+
+#[test]
+fn int3_and_into_are_traps() {
+    let c = fault_case(&[0x90, 0xCC], 3, false, |_, _| {});
+    assert_eq!(c.reg32(EBX), 0x4002, "INT3 pushes the next EIP");
+    let c = fault_case(&[0xB0, 0x7F, 0x04, 0x01, 0xCE], 4, false, |_, _| {});
+    assert_eq!(c.reg32(EBX), 0x4005, "INTO after an overflow");
+}
+
+#[test]
+fn trap_flag_single_steps() {
+    // pushf; or dword [esp], 0x100; popf; nop (TF now set: #DB after it); ...
+    let c = fault_case(
+        &[
+            0x9C, 0x81, 0x0C, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9D, 0x90, 0x90,
+        ],
+        1,
+        false,
+        |_, _| {},
+    );
+    assert_eq!(
+        c.reg32(EBX),
+        0x400A,
+        "#DB after the first instruction run with TF=1"
+    );
+    assert_ne!(c.registers().dr[6] & (1 << 14), 0, "DR6.BS");
+}
+
+#[test]
+fn task_switch_by_call_and_back_by_iret() {
+    let mut b = bus();
+    // Second TSS at 0x3100 (GDT slot 0x40); the GDT limit grows to 0x4F.
+    b.load(
+        0x4000,
+        &[0x9A, 0, 0, 0, 0, 0x40, 0x00, 0xBE, 0x11, 0, 0, 0, 0xF4],
+    ); // call 0x40:0; mov esi,0x11; hlt
+    b.load(0x4400, &[0xC7, 0x05, 0x00, 0x60, 0, 0, 0x22, 0, 0, 0, 0xCF]); // new task: mov [0x6000], 0x22; iret
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5000);
+    b.load(
+        GDT + 0x40,
+        &(0x0000_8900_0000_0067u64 | (0x3100u64 << 16)).to_le_bytes(),
+    );
+    c.set_gdtr(GDT, 0x4F);
+    // The new task's state.
+    b.write_u32(0x3100 + 0x20, 0x4400); // eip
+    b.write_u32(0x3100 + 0x24, 2); // eflags
+    b.write_u32(0x3100 + 0x38, 0x8800); // esp
+    for (i, sel) in [0x10u32, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
+        b.write_u32(0x3100 + 0x48 + 4 * i as u32, *sel);
+    }
+    // Current task: load TR with the TSS at slot 0x38.
+    b.load(
+        0x3F00,
+        &[
+            0x66, 0xB8, 0x38, 0x00, 0x0F, 0x00, 0xD8, 0xE9, 0xF4, 0x00, 0x00, 0x00,
+        ],
+    ); // ltr; jmp 0x4000
+    c.set_eip(0x3F00);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(b.read_u32(0x6000), 0x22, "ran in the new task");
+    assert_eq!(b.read_u32(0x3000 + 0x20), 0x4007, "old task EIP saved");
+    assert_eq!(c.reg32(ESI), 0x11, "returned to the old task");
+    assert_eq!(c.reg32(ESP), 0x9000);
+    assert_eq!(c.registers().tr.selector, 0x38);
+    assert_eq!(b.read_u16(0x3100), 0x38, "back link");
+    assert_eq!(
+        c.registers().eflags & (1 << 14),
+        0,
+        "NT clear after the return"
+    );
+}
+
+#[test]
+fn v86_mode_round_trip_through_a_gp_handler() {
+    let mut b = bus();
+    b.write_u32(TSS + 4, 0x8800);
+    b.write_u32(TSS + 8, 0x10);
+    // V86 code at 0x1000:0x0000 (linear 0x10000): mov ax, 0x1234; int 0x21 (IOPL 0 -> #GP)
+    b.load(0x10000, &[0xB8, 0x34, 0x12, 0xCD, 0x21]);
+    // Start: ltr; push gs fs ds es ss esp eflags(VM) cs eip; iretd
+    b.load(
+        0x4000,
+        &[
+            0x66, 0xB8, 0x38, 0x00, 0x0F, 0x00, 0xD8, // ltr 0x38
+            0x6A, 0x00, 0x6A, 0x00, 0x6A, 0x00, 0x6A, 0x00, // gs fs ds es
+            0x68, 0x00, 0x20, 0x00, 0x00, // ss = 0x2000
+            0x68, 0x00, 0x01, 0x00, 0x00, // esp = 0x100
+            0x68, 0x02, 0x00, 0x02, 0x00, // eflags = VM
+            0x68, 0x00, 0x10, 0x00, 0x00, // cs = 0x1000
+            0x6A, 0x00, // eip = 0
+            0xCF,
+        ],
+    );
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5000);
+    b.load(0x5000, ERR_HANDLER);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(c.reg32(EAX), 0, "#GP(0) from INT n in V86 with IOPL < 3");
+    assert_eq!(c.reg32(EBX), 0x0003, "V86 IP of the INT");
+    // Frame on the ring-0 stack after the two pops: cs, eflags, esp, ss, es, ds, fs, gs.
+    let sp = c.reg32(ESP);
+    assert_eq!(b.read_u32(sp), 0x1000);
+    assert_ne!(b.read_u32(sp + 4) & (1 << 17), 0, "VM in the pushed EFLAGS");
+    assert_eq!(b.read_u32(sp + 12), 0x2000);
+    assert_eq!(sp + 8 * 4, 0x8800);
+    assert_eq!(c.registers().mode, "protected");
+    assert_eq!(
+        c.registers().segs[sreg::DS].selector,
+        0,
+        "data segments nulled"
+    );
+}
