@@ -74,7 +74,39 @@ pub enum Diff {
     },
 }
 
+/// The signature of a failing test: the sorted kinds of its differences joined with `+`
+/// ("ax+flags", "missing-exception-6"). Tests with the same signature usually share a cause.
+pub fn signature(diffs: &[Diff]) -> String {
+    let mut kinds: Vec<String> = diffs.iter().map(Diff::kind_name).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.join("+")
+}
+
 impl Diff {
+    /// A short name of the kind of difference ("ax", "stray-write", "unexpected-exception-13").
+    pub fn kind_name(&self) -> String {
+        match self {
+            Diff::Reg { reg, .. } => reg.name().to_string(),
+            Diff::High { name, .. } => format!("{name}[31:16]"),
+            Diff::Ram {
+                kind: RamKind::Expected,
+                ..
+            } => "ram".into(),
+            Diff::Ram {
+                kind: RamKind::PushedFlags { .. },
+                ..
+            } => "pushed-flags".into(),
+            Diff::Ram {
+                kind: RamKind::Stray,
+                ..
+            } => "stray-write".into(),
+            Diff::Fault { vector } => format!("unexpected-exception-{vector}"),
+            Diff::Missing { vector, .. } => format!("missing-exception-{vector}"),
+            Diff::Exit { .. } => "exit".into(),
+        }
+    }
+
     /// Bits that differ, for register diffs.
     pub fn reg_bits(&self) -> Option<(Reg, u16)> {
         match self {
@@ -155,6 +187,22 @@ impl fmt::Display for Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_group_kinds() {
+        let a = Diff::Reg {
+            reg: Reg::Si,
+            expected: 1,
+            got: 2,
+            mask: 0xFFFF,
+        };
+        let b = Diff::Fault { vector: 13 };
+        assert_eq!(
+            signature(&[b.clone(), a.clone(), a]),
+            "si+unexpected-exception-13"
+        );
+        assert_eq!(signature(&[b]), "unexpected-exception-13");
+    }
 
     #[test]
     fn display_is_readable() {

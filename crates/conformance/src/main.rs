@@ -96,16 +96,8 @@ fn run_singlestep(args: &[String]) -> Result<(), String> {
     let _ = write!(stdout, "{text}");
     drop(stdout);
     if let Some(p) = report_path(report_to) {
-        let body = format!(
-            "## Single-step (80286 real mode, {})\n\n```\n{}\n```\n\n{}",
-            dir.display(),
-            text.trim_end(),
-            if summary.failed() > 0 {
-                summary.table()
-            } else {
-                String::new()
-            }
-        );
+        let title = format!("Single-step (80286 real mode, {})", dir.display());
+        let body = summary.report_body(&opts.allow, &title);
         report::update(&p, "singlestep", &body).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())

@@ -93,9 +93,13 @@ pub struct SuiteFile {
     pub path: PathBuf,
 }
 
-/// The first failing test of an opcode.
+/// A failing test kept as an example.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
+    /// File key.
+    pub key: String,
+    /// Signature of its differences (see [`crate::diff::signature`]).
+    pub signature: String,
     /// Test index in its file.
     pub index: u32,
     /// Disassembly.
@@ -117,6 +121,9 @@ pub fn regs_text(r: &Regs16) -> String {
         .join(" ")
 }
 
+/// Examples kept per file.
+pub const MAX_EXAMPLES: usize = 4;
+
 /// Results for one file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileResult {
@@ -132,8 +139,10 @@ pub struct FileResult {
     pub failed: u64,
     /// Revoked tests skipped.
     pub revoked: u64,
-    /// First failure.
-    pub first: Option<Failure>,
+    /// The first failing test of each distinct signature (at most [`MAX_EXAMPLES`]).
+    pub examples: Vec<Failure>,
+    /// Failing tests per signature.
+    pub signatures: BTreeMap<String, u64>,
     /// Tests per allow-list class name.
     pub allowed_by: BTreeMap<String, u64>,
 }
@@ -201,41 +210,72 @@ impl Summary {
         format!("{} passed, {} failed", self.passed(), self.failed())
     }
 
-    /// The failure table (Markdown), one row per file with failures.
+    /// Failing tests per signature over all files: (signature, count, files, first example),
+    /// most frequent first.
+    pub fn by_signature(&self) -> Vec<(String, u64, usize, Option<&Failure>)> {
+        let mut m: BTreeMap<&str, (u64, usize, Option<&Failure>)> = BTreeMap::new();
+        for f in &self.files {
+            for (sig, n) in &f.signatures {
+                let e = m.entry(sig.as_str()).or_insert((0, 0, None));
+                e.0 += n;
+                e.1 += 1;
+                if e.2.is_none() {
+                    e.2 = f.examples.iter().find(|x| &x.signature == sig);
+                }
+            }
+        }
+        let mut v: Vec<_> = m
+            .into_iter()
+            .map(|(k, (n, files, ex))| (k.to_string(), n, files, ex))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// The failure table (Markdown): per file with failures, the first failing test of each
+    /// distinct signature.
     pub fn table(&self) -> String {
         let mut s = String::new();
         s.push_str(
-            "| opcode | failed/total | allowed | first failing test | differences | initial registers |\n",
+            "| opcode | failed/total | allowed | failing test (tests with this signature) | differences | initial registers |\n",
         );
         s.push_str("|---|---|---|---|---|---|\n");
         for f in self.files.iter().filter(|f| f.failed > 0) {
-            let (name, diffs, init) = match &f.first {
-                Some(x) => (
-                    format!("#{} `{}` [{}]", x.index, x.name, hex_bytes(&x.bytes)),
-                    x.diffs
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    x.init.clone(),
-                ),
-                None => (String::new(), String::new(), String::new()),
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {}/{} | {} | {} | {} | {} |",
-                f.key, f.failed, f.total, f.allowed, name, diffs, init
-            );
+            for (i, x) in f.examples.iter().enumerate() {
+                let (count, allowed) = if i == 0 {
+                    (format!("{}/{}", f.failed, f.total), f.allowed.to_string())
+                } else {
+                    (String::new(), String::new())
+                };
+                let n = f.signatures.get(&x.signature).copied().unwrap_or(0);
+                let diffs: Vec<String> = x.diffs.iter().map(|d| d.to_string()).collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {count} | {allowed} | #{} `{}` [{}] ({n}) | {} | {} |",
+                    f.key,
+                    x.index,
+                    x.name,
+                    hex_bytes(&x.bytes),
+                    diffs.join("; "),
+                    x.init
+                );
+            }
         }
         s
     }
 
-    /// The full text report: table, allowed classes, counts and the summary line last.
-    pub fn render(&self, allow: &AllowList) -> String {
+    /// The failure signatures, allowed classes, counts and the summary line last.
+    pub fn render_summary(&self, allow: &AllowList) -> String {
         let mut s = String::new();
-        if self.failed() > 0 {
-            s.push_str(&self.table());
-            s.push('\n');
+        let sigs = self.by_signature();
+        if !sigs.is_empty() {
+            s.push_str("failures by signature (tests, files, first example):\n");
+            for (sig, n, files, ex) in &sigs {
+                let ex = ex
+                    .map(|x| format!("{} #{} {}", x.key, x.index, x.name))
+                    .unwrap_or_default();
+                let _ = writeln!(s, "  {sig:<40} {n:>7} {files:>4}  {ex}");
+            }
         }
         let by = self.allowed_by();
         if !by.is_empty() {
@@ -265,6 +305,26 @@ impl Summary {
         );
         s.push_str(&self.summary_line());
         s.push('\n');
+        s
+    }
+
+    /// The report body for the Markdown file: summary in a code block, then the table.
+    pub fn report_body(&self, allow: &AllowList, title: &str) -> String {
+        format!(
+            "## {title}\n\n```\n{}```\n\n{}",
+            self.render_summary(allow),
+            self.table()
+        )
+    }
+
+    /// The full text report: table, then [`Summary::render_summary`] (summary line last).
+    pub fn render(&self, allow: &AllowList) -> String {
+        let mut s = String::new();
+        if self.failed() > 0 {
+            s.push_str(&self.table());
+            s.push('\n');
+        }
+        s.push_str(&self.render_summary(allow));
         s
     }
 }
@@ -434,8 +494,13 @@ pub fn run_dir(
                             regs_text(&t.init.regs)
                         );
                     }
-                    if res.first.is_none() {
-                        res.first = Some(Failure {
+                    let sig = crate::diff::signature(&bad);
+                    let seen = res.signatures.contains_key(&sig);
+                    *res.signatures.entry(sig.clone()).or_insert(0) += 1;
+                    if !seen && res.examples.len() < MAX_EXAMPLES {
+                        res.examples.push(Failure {
+                            key: f.key.clone(),
+                            signature: sig,
                             index: t.index,
                             name: t.name.clone(),
                             bytes: t.bytes.clone(),
@@ -744,7 +809,9 @@ mod tests {
                 passed: 7,
                 allowed: 1,
                 failed: 2,
-                first: Some(Failure {
+                examples: vec![Failure {
+                    key: "00".into(),
+                    signature: "ax".into(),
                     index: 3,
                     name: "add al,bl".into(),
                     bytes: vec![0, 0xD8],
@@ -755,7 +822,8 @@ mod tests {
                         mask: 0xFFFF,
                     }],
                     init: "ax=0001".into(),
-                }),
+                }],
+                signatures: [("ax".to_string(), 2)].into_iter().collect(),
                 ..Default::default()
             }],
         };
@@ -763,8 +831,10 @@ mod tests {
         assert!((s.pass_ratio() - 0.8).abs() < 1e-9);
         let text = s.render(&AllowList::default());
         assert!(text.ends_with("7 passed, 2 failed\n"));
+        assert!(text.contains("  ax "), "{text}");
+        assert_eq!(s.by_signature()[0].1, 2);
         assert!(text.contains(
-            "| 00 | 2/10 | 1 | #3 `add al,bl` [00 D8] | ax: expected 0x0001 got 0x0002 | ax=0001 |"
+            "| 00 | 2/10 | 1 | #3 `add al,bl` [00 D8] (2) | ax: expected 0x0001 got 0x0002 | ax=0001 |"
         ));
     }
 }

@@ -35,10 +35,9 @@ fn singlestep_80286_real_mode() {
     println!("{text}");
     report::update_from_env(
         "singlestep",
-        &format!(
-            "## Single-step (80286 real mode)\n\n```\n{}\n```\n\n{}",
-            text.trim_end(),
-            summary.table()
+        &summary.report_body(
+            &opts.allow,
+            "Single-step (80286 real mode, `cargo test --test singlestep`)",
         ),
     );
     assert!(
