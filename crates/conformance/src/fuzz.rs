@@ -31,11 +31,14 @@ pub enum Mode {
     /// 32-bit flat protected mode with paging (4 KiB and 4 MiB pages, some absent or
     /// read-only), CR0.WP and CR4.PGE on.
     Paged,
+    /// Virtual-8086 mode (IOPL 3) under a 32-bit TSS; exceptions go to the ring-0 handlers.
+    /// Skipped (reported as unsupported) when the CPU does not enter V86 mode.
+    V86,
 }
 
 impl Mode {
     /// All modes, in the order the fuzzer rotates through them.
-    pub const ALL: [Mode; 4] = [Mode::Real, Mode::Pm16, Mode::Pm32, Mode::Paged];
+    pub const ALL: [Mode; 5] = [Mode::Real, Mode::Pm16, Mode::Pm32, Mode::Paged, Mode::V86];
 
     /// Short name.
     pub fn name(self) -> &'static str {
@@ -44,11 +47,18 @@ impl Mode {
             Mode::Pm16 => "pm16",
             Mode::Pm32 => "pm32",
             Mode::Paged => "paged",
+            Mode::V86 => "v86",
         }
     }
 
-    fn is_32(self) -> bool {
+    /// Whether the random code runs as 32-bit code.
+    fn code32(self) -> bool {
         matches!(self, Mode::Pm32 | Mode::Paged)
+    }
+
+    /// Whether the boot stub ends in 32-bit protected mode (before V86 entry).
+    fn stub32(self) -> bool {
+        matches!(self, Mode::Pm32 | Mode::Paged | Mode::V86)
     }
 }
 
@@ -70,6 +80,10 @@ mod layout {
     pub const HANDLERS: u32 = 0x2000;
     /// Page directory.
     pub const PD: u32 = 0x3000;
+    /// 32-bit TSS (ESP0/SS0 for interrupts from V86 mode).
+    pub const TSS: u32 = 0x0C00;
+    /// Stack pointer of the V86 code.
+    pub const V86_STACK: u32 = 0x6800;
     /// Page table for 0..4 MiB.
     pub const PT: u32 = 0x4000;
     /// Boot stubs.
@@ -90,6 +104,7 @@ mod sel {
     pub const DATA32: u16 = 0x10;
     pub const CODE16: u16 = 0x18;
     pub const DATA16: u16 = 0x20;
+    pub const TSS: u16 = 0x28;
 }
 
 /// Fuzzer settings.
@@ -139,7 +154,7 @@ pub struct Stats {
     /// Exits: limit, halted, triple fault, exit requested.
     pub exits: [u64; 4],
     /// Streams per mode (in [`Mode::ALL`] order).
-    pub per_mode: [u64; 4],
+    pub per_mode: [u64; 5],
     /// How often each exception handler was reached.
     pub vectors: Vec<u64>,
     /// Problems (at most [`MAX_FINDINGS`] kept).
@@ -150,6 +165,8 @@ pub struct Stats {
     pub timed_out: bool,
     /// Modes that could not be entered (the boot stub did not reach its end).
     pub mode_errors: Vec<String>,
+    /// Modes the CPU does not support (skipped).
+    pub unsupported: Vec<String>,
 }
 
 /// Findings kept in [`Stats::findings`].
@@ -165,10 +182,14 @@ impl Stats {
 
     /// A Markdown summary for the report.
     pub fn render(&self, cfg: &Config) -> String {
+        let per_mode: Vec<String> = Mode::ALL
+            .iter()
+            .zip(self.per_mode)
+            .map(|(m, n)| format!("{} {n}", m.name()))
+            .collect();
         let mut s = format!(
             "fuzz seed {}: {} instructions in {} streams{}; exits: limit {}, halted {}, \
-             triple fault {}, exit requested {}; streams per mode: real {}, pm16 {}, pm32 {}, \
-             paged {}; {} problems\n",
+             triple fault {}, exit requested {}; streams per mode: {}; {} problems\n",
             cfg.seed,
             self.instructions,
             self.streams,
@@ -181,12 +202,12 @@ impl Stats {
             self.exits[1],
             self.exits[2],
             self.exits[3],
-            self.per_mode[0],
-            self.per_mode[1],
-            self.per_mode[2],
-            self.per_mode[3],
+            per_mode.join(", "),
             self.finding_count,
         );
+        for u in &self.unsupported {
+            s.push_str(&format!("\nmode skipped (not supported by the CPU): {u}\n"));
+        }
         let vecs: Vec<String> = self
             .vectors
             .iter()
@@ -503,6 +524,7 @@ fn system_image() -> Vec<u8> {
         descriptor(0, 0xFFFFF, 0x92, 0xC),
         descriptor(0, 0xFFFF, 0x9A, 0x0),
         descriptor(0, 0xFFFF, 0x92, 0x0),
+        descriptor(layout::TSS, 0x67, 0x89, 0x0),
     ];
     for (i, d) in gdt.iter().enumerate() {
         put(&mut m, layout::GDT + 8 * i as u32, d);
@@ -519,6 +541,10 @@ fn system_image() -> Vec<u8> {
     );
     put(&mut m, layout::IDTR, &dtr(256 * 8 - 1, layout::IDT));
     put(&mut m, layout::IVTR, &dtr(0x3FF, layout::IVT));
+    // TSS: ESP0, SS0; the I/O map base beyond the limit (no bitmap).
+    put(&mut m, layout::TSS + 4, &layout::STACK_TOP.to_le_bytes());
+    put(&mut m, layout::TSS + 8, &(sel::DATA32 as u32).to_le_bytes());
+    put(&mut m, layout::TSS + 0x66, &0x68u16.to_le_bytes());
     // Paging: 0..4 MiB in 4 KiB pages (system pages global; 64..80 KiB absent; 80..96 KiB
     // read-only), 4..8 MiB as one 4 MiB page, the rest absent.
     put(&mut m, layout::PD, &(layout::PT | 0x7).to_le_bytes());
@@ -568,7 +594,7 @@ fn boot_stub(mode: Mode) -> (Vec<u8>, u32) {
             c.extend_from_slice(&[0xEA, entry as u8, (entry >> 8) as u8, sel::CODE16 as u8, 0]);
             c.extend_from_slice(&[0xB8, sel::DATA16 as u8, 0]); // mov ax,DATA16
         } else {
-            let entry = next + 8;
+            let entry = next + 8; // 32-bit code from here
             c.extend_from_slice(&[0x66, 0xEA]);
             c.extend_from_slice(&entry.to_le_bytes());
             c.extend_from_slice(&[sel::CODE32 as u8, 0]);
@@ -576,7 +602,7 @@ fn boot_stub(mode: Mode) -> (Vec<u8>, u32) {
         }
         // mov ds/es/ss/fs/gs, ax
         c.extend_from_slice(&[0x8E, 0xD8, 0x8E, 0xC0, 0x8E, 0xD0, 0x8E, 0xE0, 0x8E, 0xE8]);
-        if mode.is_32() {
+        if mode.stub32() {
             c.push(0xBC);
             c.extend_from_slice(&layout::STACK_TOP.to_le_bytes()); // mov esp,imm32
         } else {
@@ -592,9 +618,30 @@ fn boot_stub(mode: Mode) -> (Vec<u8>, u32) {
             ]); // PG|WP
         }
     }
+    if mode == Mode::V86 {
+        c.extend_from_slice(&[0x66, 0xB8, sel::TSS as u8, 0, 0x0F, 0x00, 0xD8]); // ltr ax
+        c.extend_from_slice(&[0x6A, 0, 0x6A, 0, 0x6A, 0, 0x6A, 0, 0x6A, 0]); // gs fs ds es ss
+        c.push(0x68);
+        c.extend_from_slice(&layout::V86_STACK.to_le_bytes()); // esp
+        c.push(0x68);
+        c.extend_from_slice(&0x0002_3002u32.to_le_bytes()); // eflags: VM, IOPL 3
+        c.extend_from_slice(&[0x6A, 0]); // cs
+        let target = layout::STUB + c.len() as u32 + 6;
+        c.push(0x68);
+        c.extend_from_slice(&target.to_le_bytes()); // eip
+        c.push(0xCF); // iretd
+    }
     let end = layout::STUB + c.len() as u32;
     c.extend_from_slice(&[0xEB, 0xFE]);
     (c, end)
+}
+
+/// Why a mode could not be entered.
+enum Enter {
+    /// The CPU does not implement the mode.
+    Unsupported(String),
+    /// The boot stub went wrong.
+    Failed(String),
 }
 
 /// A mode's entry state.
@@ -609,6 +656,7 @@ pub struct Fuzzer {
     system: Vec<u8>,
     modes: Vec<Entered>,
     mode_errors: Vec<String>,
+    unsupported: Vec<String>,
 }
 
 impl std::fmt::Debug for Fuzzer {
@@ -634,6 +682,7 @@ impl Fuzzer {
             system,
             modes: Vec::new(),
             mode_errors: Vec::new(),
+            unsupported: Vec::new(),
         };
         f.enter_modes();
         f
@@ -645,7 +694,10 @@ impl Fuzzer {
                 Self::enter(&mut self.h, &self.system, mode)
             })) {
                 Ok(Ok(state)) => self.modes.push(Entered { mode, state }),
-                Ok(Err(e)) => self.mode_errors.push(format!("{}: {e}", mode.name())),
+                Ok(Err(Enter::Unsupported(e))) => {
+                    self.unsupported.push(format!("{}: {e}", mode.name()))
+                }
+                Ok(Err(Enter::Failed(e))) => self.mode_errors.push(format!("{}: {e}", mode.name())),
                 Err(p) => {
                     self.mode_errors
                         .push(format!("{}: panic: {}", mode.name(), panic_text(&p)))
@@ -654,7 +706,7 @@ impl Fuzzer {
         }
     }
 
-    fn enter(h: &mut Harness, system: &[u8], mode: Mode) -> Result<CpuState, String> {
+    fn enter(h: &mut Harness, system: &[u8], mode: Mode) -> Result<CpuState, Enter> {
         h.bus.memory().write_phys(0, system);
         let (stub, end) = boot_stub(mode);
         h.bus.memory().write_phys(layout::STUB, &stub);
@@ -663,13 +715,25 @@ impl Fuzzer {
         h.cpu.set_eip(layout::STUB);
         let limit = h.cpu.icount() + 100;
         let exit = h.cpu.run(&mut h.bus, limit);
+        let in_v86 = h.cpu.registers().mode == "vm86";
+        if mode == Mode::V86 && !in_v86 {
+            return Err(Enter::Unsupported(format!(
+                "IRETD with EFLAGS.VM=1 did not enter V86 mode ({exit:?} at EIP {:#x})",
+                h.cpu.eip()
+            )));
+        }
         if exit != CpuExit::Limit || h.cpu.eip() != end {
-            return Err(format!(
+            return Err(Enter::Failed(format!(
                 "boot stub stopped with {exit:?} at EIP {:#x} (expected the final JMP $ at {end:#x})",
                 h.cpu.eip()
-            ));
+            )));
         }
         Ok(h.cpu.state())
+    }
+
+    /// Modes that the CPU does not support (V86 before it is implemented), with the reason.
+    pub fn unsupported(&self) -> &[String] {
+        &self.unsupported
     }
 
     /// Modes entered successfully.
@@ -682,6 +746,7 @@ impl Fuzzer {
         let mut stats = Stats {
             vectors: vec![0; 256],
             mode_errors: self.mode_errors.clone(),
+            unsupported: self.unsupported.clone(),
             ..Default::default()
         };
         if self.modes.is_empty() {
@@ -697,7 +762,7 @@ impl Fuzzer {
             }
             let mi = (stream % self.modes.len() as u64) as usize;
             let mode = self.modes[mi].mode;
-            let code = gen_code(&mut rng, mode.is_32(), layout::CODE_LEN);
+            let code = gen_code(&mut rng, mode.code32(), layout::CODE_LEN);
             let regs: [u32; 8] = std::array::from_fn(|_| random_reg(&mut rng));
             let result = catch_unwind(AssertUnwindSafe(|| {
                 self.stream(mi, &code, &regs, cfg.stream_budget)
@@ -740,6 +805,7 @@ impl Fuzzer {
                     self.h = Harness::new();
                     self.modes.clear();
                     self.mode_errors.clear();
+                    self.unsupported.clear();
                     self.enter_modes();
                     if self.modes.is_empty() {
                         break;
