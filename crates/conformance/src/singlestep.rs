@@ -837,4 +837,131 @@ mod tests {
             "| 00 | 2/10 | 1 | #3 `add al,bl` [00 D8] (2) | ax: expected 0x0001 got 0x0002 | ax=0001 |"
         ));
     }
+    /// A real-mode test at 0000:0100 with SS:SP = 0000:FFFE and the given code (a HLT is
+    /// appended); `fina` lists the registers expected to change.
+    fn synthetic(
+        code: &[u8],
+        init: &[(Reg, u16)],
+        fina: &[(Reg, u16)],
+        fina_ram: &[(u32, u8)],
+    ) -> Test {
+        let mut regs = Regs16 {
+            present: 0x3FFF,
+            values: [0; 14],
+        };
+        regs.values[Reg::Sp as usize] = 0xFFFE;
+        regs.values[Reg::Ip as usize] = 0x100;
+        regs.values[Reg::Flags as usize] = 0x0002;
+        for &(r, v) in init {
+            regs.values[r as usize] = v;
+        }
+        let mut bytes = code.to_vec();
+        bytes.push(0xF4);
+        let ram = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (0x100 + i as u32, *b))
+            .collect();
+        let mut f = Regs16::default();
+        for &(r, v) in fina {
+            f.present |= 1 << r as u8;
+            f.values[r as usize] = v;
+        }
+        Test {
+            index: 0,
+            name: "synthetic".into(),
+            bytes,
+            init: moo::State {
+                regs,
+                ram,
+                rmsk: None,
+            },
+            fina: moo::State {
+                regs: f,
+                ram: fina_ram.to_vec(),
+                rmsk: None,
+            },
+            exception: None,
+            hash: None,
+        }
+    }
+
+    #[test]
+    fn runner_passes_a_correct_test_and_reports_register_differences() {
+        let mut r = Runner::new();
+        // INC AX; the final IP is past the HLT that follows.
+        let ok = synthetic(
+            &[0x40],
+            &[(Reg::Ax, 1)],
+            &[(Reg::Ax, 2), (Reg::Ip, 0x102)],
+            &[],
+        );
+        assert_eq!(r.run_test(&ok, 0xFFFF, None), vec![]);
+        let wrong = synthetic(
+            &[0x40],
+            &[(Reg::Ax, 1)],
+            &[(Reg::Ax, 3), (Reg::Ip, 0x102)],
+            &[],
+        );
+        let d = r.run_test(&wrong, 0xFFFF, None);
+        assert_eq!(
+            d,
+            vec![Diff::Reg {
+                reg: Reg::Ax,
+                expected: 3,
+                got: 2,
+                mask: 0xFFFF
+            }]
+        );
+        // The same correct test again: the runner left no state behind.
+        assert_eq!(r.run_test(&ok, 0xFFFF, None), vec![]);
+    }
+
+    #[test]
+    fn runner_finds_stray_writes_and_unexpected_exceptions() {
+        let mut r = Runner::new();
+        // MOV [0200h],AL writes a byte the test does not list.
+        let t = synthetic(
+            &[0xA2, 0x00, 0x02],
+            &[(Reg::Ax, 0x55)],
+            &[(Reg::Ip, 0x104)],
+            &[],
+        );
+        let d = r.run_test(&t, 0xFFFF, None);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(matches!(
+            d[0],
+            Diff::Ram {
+                addr: 0x200,
+                got: 0x55,
+                kind: RamKind::Stray,
+                ..
+            }
+        ));
+        // Listed, it passes.
+        let t = synthetic(
+            &[0xA2, 0x00, 0x02],
+            &[(Reg::Ax, 0x55)],
+            &[(Reg::Ip, 0x104)],
+            &[(0x200, 0x55)],
+        );
+        assert_eq!(r.run_test(&t, 0xFFFF, None), vec![]);
+        // INT3 whose IVT entry the test does not give reaches the sentinel handler.
+        let t = synthetic(&[0xCC], &[], &[(Reg::Ip, 0x102)], &[]);
+        let d = r.run_test(&t, 0xFFFF, None);
+        assert!(d.contains(&Diff::Fault { vector: 3 }), "{d:?}");
+    }
+
+    #[test]
+    fn runner_completes_rep_string_instructions() {
+        let mut r = Runner::new();
+        // REP STOSB with CX=3 at ES:DI = 0000:0300.
+        let t = synthetic(
+            &[0xF3, 0xAA],
+            &[(Reg::Ax, 0x11), (Reg::Cx, 3), (Reg::Di, 0x300)],
+            &[(Reg::Cx, 0), (Reg::Di, 0x303), (Reg::Ip, 0x103)],
+            &[(0x300, 0x11), (0x301, 0x11), (0x302, 0x11)],
+        );
+        assert_eq!(r.run_test(&t, 0xFFFF, None), vec![]);
+    }
 }
