@@ -96,29 +96,13 @@ impl Cpu {
                 self.nmi_pending = false;
                 self.nmi_blocked = true;
                 self.halted = false;
-                if !self.raise(
-                    bus,
-                    Fault {
-                        vector: vec::NMI,
-                        code: None,
-                    },
-                    false,
-                    true,
-                ) {
+                if !self.raise(bus, Fault::new(vec::NMI, None), false, true) {
                     return CpuExit::TripleFault;
                 }
             } else if !self.shadow && self.eflags & IF != 0 && bus.intr_pending() {
                 if let Some(v) = bus.intr_ack() {
                     self.halted = false;
-                    if !self.raise(
-                        bus,
-                        Fault {
-                            vector: v,
-                            code: None,
-                        },
-                        false,
-                        true,
-                    ) {
+                    if !self.raise(bus, Fault::new(v, None), false, true) {
                         return CpuExit::TripleFault;
                     }
                 }
@@ -137,15 +121,7 @@ impl Cpu {
                     self.icount += 1;
                     if tf && !self.halted {
                         self.dr[6] |= 1 << 14;
-                        if !self.raise(
-                            bus,
-                            Fault {
-                                vector: vec::DB,
-                                code: None,
-                            },
-                            false,
-                            false,
-                        ) {
+                        if !self.raise(bus, Fault::new(vec::DB, None), false, false) {
                             return CpuExit::TripleFault;
                         }
                     }
@@ -177,7 +153,7 @@ impl Cpu {
         let mut soft = soft;
         for _ in 0..4 {
             let eip = self.eip;
-            match self.deliver(bus, cur.vector, cur.code, soft, ext) {
+            match self.deliver(bus, cur.vector, cur.code(), soft, ext) {
                 Ok(()) => return true,
                 Err(f2) => {
                     self.eip = eip;
@@ -185,10 +161,7 @@ impl Cpu {
                         return false;
                     }
                     cur = if is_double(cur.vector, f2.vector) {
-                        Fault {
-                            vector: vec::DF,
-                            code: Some(0),
-                        }
+                        Fault::new(vec::DF, Some(0))
                     } else {
                         f2
                     };
@@ -237,7 +210,10 @@ impl Cpu {
     #[inline(always)]
     fn set_lazy(&mut self, kind: u8, n: u32, a: u32, b: u32, res: u32, mask: u32) {
         let old = self.lf.mask & !mask;
-        if old != 0 {
+        if old == CF {
+            // INC/DEC after an ALU op: only CF must be kept.
+            self.eflags = (self.eflags & !CF) | self.lf.cf() as u32;
+        } else if old != 0 {
             self.eflags = (self.eflags & !old) | self.lf.compute(old);
         }
         let m = size_mask(n);
@@ -317,7 +293,13 @@ impl Cpu {
 
     // ---- operands ----
 
+    #[inline(never)]
     fn modrm<B: Bus>(&mut self, bus: &mut B, p: &Pfx) -> Res<(u8, Opnd)> {
+        self.modrm_inline(bus, p)
+    }
+
+    #[inline(always)]
+    fn modrm_inline<B: Bus>(&mut self, bus: &mut B, p: &Pfx) -> Res<(u8, Opnd)> {
         let m = self.fetch8(bus)?;
         let md = m >> 6;
         let rm = m & 7;
@@ -688,16 +670,31 @@ impl Cpu {
         self.exec(bus, op, &p)
     }
 
+    #[inline(always)]
     fn exec<B: Bus>(&mut self, bus: &mut B, op: u8, p: &Pfx) -> Res<()> {
         let nv = if p.op32 { 4 } else { 2 };
+        // Decode the ModR/M operand once, here, for every one-byte opcode that has one
+        // (except 8F, whose address uses the incremented ESP, and the x87 escapes).
+        let (mm, oo) = if HAS_MODRM[op as usize] {
+            self.modrm_inline(bus, p)?
+        } else {
+            (0, Opnd::Reg(0))
+        };
         match op {
             // ALU
-            0x00..=0x3F if op & 7 < 6 => {
+            0x00..=0x05
+            | 0x08..=0x0D
+            | 0x10..=0x15
+            | 0x18..=0x1D
+            | 0x20..=0x25
+            | 0x28..=0x2D
+            | 0x30..=0x35
+            | 0x38..=0x3D => {
                 let aop = op >> 3;
                 match op & 7 {
                     0..=3 => {
                         let n = if op & 1 == 0 { 1 } else { nv };
-                        let (m, o) = self.modrm(bus, p)?;
+                        let (m, o) = (mm, oo);
                         let r = (m >> 3) & 7;
                         if op & 2 == 0 {
                             let a = self.rop(bus, o, n)?;
@@ -794,7 +791,7 @@ impl Cpu {
                 self.regs[4] = sp;
             }
             0x62 => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let (s, off) = Self::mem_only(o)?;
                 let lo = self.rd(bus, s, off, nv)?;
                 let hi = self.rd(bus, s, off.wrapping_add(nv), nv)?;
@@ -809,7 +806,7 @@ impl Cpu {
                 if !self.pm() {
                     return ud();
                 }
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let dst = self.rop(bus, o, 2)?;
                 let src = self.rreg((m >> 3) & 7, 2);
                 if dst & 3 < src & 3 {
@@ -828,7 +825,7 @@ impl Cpu {
                 self.push(bus, v, nv)?;
             }
             0x69 | 0x6B => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let a = self.rop(bus, o, nv)?;
                 let b = if op == 0x69 {
                     self.imm(bus, nv)?
@@ -848,7 +845,7 @@ impl Cpu {
             }
             0x80..=0x83 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let a = self.rop(bus, o, n)?;
                 let b = if op == 0x81 {
                     self.imm(bus, n)?
@@ -863,14 +860,14 @@ impl Cpu {
             }
             0x84 | 0x85 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let a = self.rop(bus, o, n)?;
                 let b = self.rreg((m >> 3) & 7, n);
                 self.alu(4, a, b, n);
             }
             0x86 | 0x87 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let a = self.rop(bus, o, n)?;
                 let b = self.rreg((m >> 3) & 7, n);
                 self.wop(bus, o, n, b)?;
@@ -878,7 +875,7 @@ impl Cpu {
             }
             0x88..=0x8B => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let r = (m >> 3) & 7;
                 if op & 2 == 0 {
                     let v = self.rreg(r, n);
@@ -889,7 +886,7 @@ impl Cpu {
                 }
             }
             0x8C => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let s = (m >> 3) & 7;
                 if s > 5 {
                     return ud();
@@ -901,12 +898,12 @@ impl Cpu {
                 }
             }
             0x8D => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let (_, off) = Self::mem_only(o)?;
                 self.wreg((m >> 3) & 7, nv, off);
             }
             0x8E => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let s = ((m >> 3) & 7) as usize;
                 if s == sreg::CS || s > 5 {
                     return ud();
@@ -1041,7 +1038,7 @@ impl Cpu {
             }
             0xC0 | 0xC1 | 0xD0..=0xD3 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let cnt = match op {
                     0xC0 | 0xC1 => self.fetch8(bus)? as u32,
                     0xD0 | 0xD1 => 1,
@@ -1066,13 +1063,13 @@ impl Cpu {
                 self.regs[4] = (sp & !m) | (sp.wrapping_add(imm) & m);
             }
             0xC4 | 0xC5 => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let s = if op == 0xC4 { sreg::ES } else { sreg::DS };
                 self.load_far_ptr(bus, o, m, s, nv)?;
             }
             0xC6 | 0xC7 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 if m & 0x38 != 0 {
                     return ud();
                 }
@@ -1224,7 +1221,7 @@ impl Cpu {
             }
             0xF6 | 0xF7 => {
                 let n = if op & 1 == 0 { 1 } else { nv };
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 self.grp3(bus, (m >> 3) & 7, o, n)?;
             }
             0xF8 => self.set_flags(CF, 0),
@@ -1245,7 +1242,7 @@ impl Cpu {
             0xFC => self.eflags &= !DF,
             0xFD => self.eflags |= DF,
             0xFE => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 let r = (m >> 3) & 7;
                 if r > 1 {
                     return ud();
@@ -1260,7 +1257,7 @@ impl Cpu {
                 self.set_lazy(kind, 1, a, 1, res, ARITH & !CF);
             }
             0xFF => {
-                let (m, o) = self.modrm(bus, p)?;
+                let (m, o) = (mm, oo);
                 match (m >> 3) & 7 {
                     0 | 1 => {
                         let a = self.rop(bus, o, nv)?;
@@ -2239,6 +2236,20 @@ impl Cpu {
         Ok(())
     }
 }
+
+/// One-byte opcodes whose ModR/M operand `exec` decodes up front.
+const HAS_MODRM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let op = i as u8;
+        t[i] = (op < 0x40 && op & 7 < 4)
+            || matches!(op, 0x62 | 0x63 | 0x69 | 0x6B | 0x80..=0x8E | 0xC0 | 0xC1 | 0xC4..=0xC7)
+            || matches!(op, 0xD0..=0xD3 | 0xF6 | 0xF7 | 0xFE | 0xFF);
+        i += 1;
+    }
+    t
+};
 
 /// CPUID.1 EDX: FPU DE PSE TSC MSR CX8 SEP PGE CMOV.
 pub const CPUID_FEATURES_EDX: u32 = (1 << 0)

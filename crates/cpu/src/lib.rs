@@ -64,11 +64,36 @@ pub enum CpuExit {
     ExitRequested,
 }
 
-/// An x86 exception raised by an instruction: vector and optional error code.
+/// An x86 exception raised by an instruction: vector and optional error code. Four bytes,
+/// so that `Result<u32, Fault>` travels in a register (every error code fits in 16 bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fault {
     pub vector: u8,
-    pub code: Option<u32>,
+    has_code: bool,
+    code16: u16,
+}
+
+impl Fault {
+    #[inline(always)]
+    pub(crate) const fn new(vector: u8, code: Option<u32>) -> Fault {
+        match code {
+            Some(c) => Fault {
+                vector,
+                has_code: true,
+                code16: c as u16,
+            },
+            None => Fault {
+                vector,
+                has_code: false,
+                code16: 0,
+            },
+        }
+    }
+
+    /// The error code, if the exception pushes one.
+    pub(crate) fn code(&self) -> Option<u32> {
+        self.has_code.then_some(self.code16 as u32)
+    }
 }
 
 /// Exception vectors.
@@ -94,21 +119,15 @@ pub(crate) type Res<T> = Result<T, Fault>;
 
 #[inline]
 pub(crate) fn gp<T>(code: u32) -> Res<T> {
-    Err(Fault {
-        vector: vec::GP,
-        code: Some(code),
-    })
+    Err(Fault::new(vec::GP, Some(code)))
 }
 #[inline]
 pub(crate) fn ud<T>() -> Res<T> {
-    Err(Fault {
-        vector: vec::UD,
-        code: None,
-    })
+    Err(Fault::new(vec::UD, None))
 }
 #[inline]
 pub(crate) fn fault<T>(vector: u8, code: Option<u32>) -> Res<T> {
-    Err(Fault { vector, code })
+    Err(Fault::new(vector, code))
 }
 
 /// Segment register indices in x86 order.

@@ -494,8 +494,10 @@ impl Cpu {
         if e.rtag == lin & 0xFFFF_F000 {
             let o = e.off + (lin & 0xFFF) as usize;
             if let Some(s) = bus.memory().store().get(o..o + 16) {
-                self.ibuf.copy_from_slice(s);
-                self.iavail = 16;
+                if let Ok(b) = <[u8; 16]>::try_from(s) {
+                    self.ibuf = b;
+                    self.iavail = 16;
+                }
             }
         }
     }
@@ -517,10 +519,7 @@ impl Cpu {
         let cs = &self.segs[sreg::CS];
         let off = self.eip;
         if off > cs.limit {
-            return Err(Fault {
-                vector: vec::GP,
-                code: Some(0),
-            });
+            return Err(Fault::new(vec::GP, Some(0)));
         }
         let lin = cs.base.wrapping_add(off);
         // 16-bit code: IP wraps at 64 KiB.

@@ -211,10 +211,7 @@ impl Cpu {
     /// Reads the stack for privilege level `dpl` from the current TSS.
     fn tss_stack<B: Bus>(&mut self, bus: &mut B, dpl: u8, ext: u32) -> Res<(u16, u32)> {
         let t = self.tr.attr & 0xF;
-        let tss_fault = Fault {
-            vector: vec::TS,
-            code: Some((self.tr.sel & 0xFFFC) as u32 | ext),
-        };
+        let tss_fault = Fault::new(vec::TS, Some((self.tr.sel & 0xFFFC) as u32 | ext));
         if t == 9 || t == 0xB {
             let off = 4 + dpl as u32 * 8;
             if off + 5 > self.tr.limit {
@@ -1036,7 +1033,7 @@ impl Cpu {
                         } else {
                             f.vector
                         },
-                        f.code,
+                        f.code(),
                     );
                 }
             }

@@ -302,7 +302,10 @@ fn bench_tight_loop_mips() {
     );
     let mut c = Cpu::new();
     c.setup_flat32(0x4000);
-    c.set_reg32(ECX, 50_000_000);
+    let iters = std::env::var("WASM86_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    c.set_reg32(ECX, iters.unwrap_or(50_000_000));
     let t = std::time::Instant::now();
     let exit = c.run(&mut b, u64::MAX);
     let dt = t.elapsed().as_secs_f64();
