@@ -383,6 +383,44 @@ impl Cpu {
         Ok((m, Opnd::Mem(seg, off)))
     }
 
+    /// Whether a LOCK prefix is valid on the instruction starting with `op` (EIP is just
+    /// past it): a read-modify-write with a memory destination of ADD ADC AND BTC BTR BTS
+    /// CMPXCHG CMPXCHG8B DEC INC NEG NOT OR SBB SUB XOR XADD XCHG.
+    fn lock_allowed<B: Bus>(&mut self, bus: &mut B, op: u8) -> Res<bool> {
+        let (eip, ipos) = (self.eip, self.ipos);
+        let r = (|| -> Res<bool> {
+            let (op2, m) = if op == 0x0F {
+                let o2 = self.fetch8(bus)?;
+                (Some(o2), self.fetch8(bus)?)
+            } else {
+                (None, self.fetch8(bus)?)
+            };
+            if m >> 6 == 3 {
+                return Ok(false);
+            }
+            let reg = (m >> 3) & 7;
+            Ok(match op2 {
+                None => match op {
+                    0x00..=0x37 => op & 7 < 2,
+                    0x80..=0x83 => reg != 7,
+                    0x86 | 0x87 => true,
+                    0xF6 | 0xF7 => reg == 2 || reg == 3,
+                    0xFE | 0xFF => reg < 2,
+                    _ => false,
+                },
+                Some(o2) => match o2 {
+                    0xAB | 0xB3 | 0xBB | 0xB0 | 0xB1 | 0xC0 | 0xC1 => true,
+                    0xBA => reg >= 5,
+                    0xC7 => reg == 1,
+                    _ => false,
+                },
+            })
+        })();
+        self.eip = eip;
+        self.ipos = ipos;
+        r
+    }
+
     /// The reg field of the ModR/M byte at EIP, without consuming it.
     fn peek_modrm_reg<B: Bus>(&mut self, bus: &mut B) -> Res<u8> {
         let (eip, ipos) = (self.eip, self.ipos);
@@ -667,6 +705,9 @@ impl Cpu {
                 return gp(0);
             }
         };
+        if p.lock && !self.lock_allowed(bus, op)? {
+            return ud();
+        }
         self.exec(bus, op, &p)
     }
 
@@ -2175,7 +2216,7 @@ impl Cpu {
         let cs = (self.sysenter_cs & 0xFFFC) as u16;
         self.put_eflags(self.get_eflags() & !(VM | IF | RF));
         self.segs[sreg::CS] = crate::Seg::from_cache(cs, 0, 0xFFFF_FFFF, 0xC09B);
-        self.segs[sreg::SS] = crate::Seg::from_cache(cs + 8, 0, 0xFFFF_FFFF, 0xC093);
+        self.segs[sreg::SS] = crate::Seg::from_cache(cs.wrapping_add(8), 0, 0xFFFF_FFFF, 0xC093);
         self.set_cpl(0);
         self.regs[4] = self.sysenter_esp;
         self.eip = self.sysenter_eip;

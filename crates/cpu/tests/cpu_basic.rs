@@ -882,3 +882,32 @@ fn v86_mode_round_trip_through_a_gp_handler() {
         "data segments nulled"
     );
 }
+
+#[test]
+fn lock_prefix_rules() {
+    // lock add [0x6000], eax is fine; lock mov eax, ebx is #UD.
+    let mut b = bus();
+    b.load(0x5100, NOERR_HANDLER);
+    b.load(
+        0x4000,
+        &[
+            0xB8, 3, 0, 0, 0, 0xF0, 0x01, 0x05, 0x00, 0x60, 0, 0, 0xF0, 0x89, 0xD8,
+        ],
+    );
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5000);
+    gate(&mut b, 6, 0x08, 0x5100, 0xE, 0);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(b.read_u32(0x6000), 3);
+    assert_eq!(c.reg32(EBX), 0x400C);
+}
+
+#[test]
+fn sysenter_with_top_selector_does_not_panic() {
+    let mut b = bus();
+    b.load(0x4000, &[0x0F, 0x34]);
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5000);
+    let mut s = c.state();
+    s.sysenter[0] = 0xFFFC;
+    c.restore(&s).unwrap();
+    c.run(&mut b, 10);
+}
