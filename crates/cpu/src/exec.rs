@@ -116,17 +116,36 @@ impl Cpu {
             self.shadow = false;
             self.run_limit = limit;
             let tf = self.eflags & TF != 0;
+            if self.dbp_exec && self.eflags & RF == 0 {
+                if let Some(hit) = self.exec_breakpoint() {
+                    self.dr[6] |= hit as u32;
+                    self.start_eip = self.eip;
+                    if !self.raise(bus, Fault::new(vec::DB, None), false, false) {
+                        return CpuExit::TripleFault;
+                    }
+                    continue;
+                }
+            }
+            self.rf_keep = false;
             match self.step(bus) {
                 Ok(()) => {
                     self.icount += 1;
-                    if tf && !self.halted {
-                        self.dr[6] |= 1 << 14;
+                    if self.eflags & RF != 0 && !self.rf_keep {
+                        self.eflags &= !RF;
+                    }
+                    if self.db_hit != 0 || tf && !self.halted {
+                        if tf {
+                            self.dr[6] |= 1 << 14;
+                        }
+                        self.dr[6] |= self.db_hit as u32;
+                        self.db_hit = 0;
                         if !self.raise(bus, Fault::new(vec::DB, None), false, false) {
                             return CpuExit::TripleFault;
                         }
                     }
                 }
                 Err(f) => {
+                    self.db_hit = 0;
                     self.eip = self.start_eip;
                     if !self.raise(bus, f, false, false) {
                         return CpuExit::TripleFault;
@@ -144,6 +163,19 @@ impl Cpu {
                 return CpuExit::Halted;
             }
         }
+    }
+
+    /// The DR6 B bits of instruction breakpoints that match CS:EIP.
+    fn exec_breakpoint(&self) -> Option<u8> {
+        let lin = self.segs[sreg::CS].base.wrapping_add(self.eip);
+        let dr7 = self.dr[7];
+        let mut hit = 0u8;
+        for i in 0..4 {
+            if (dr7 >> (2 * i)) & 3 != 0 && (dr7 >> (16 + 4 * i)) & 3 == 0 && self.dr[i] == lin {
+                hit |= 1 << i;
+            }
+        }
+        (hit != 0).then_some(hit)
     }
 
     /// Delivers an event, escalating to #DF and triple fault. Returns false on triple fault.
@@ -1881,6 +1913,7 @@ impl Cpu {
                         7 => (v & 0xFFFF_2BFF) | 0x400,
                         _ => v,
                     };
+                    self.update_breakpoints();
                 }
             }
             0x30 => {

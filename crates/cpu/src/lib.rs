@@ -256,6 +256,15 @@ pub struct Cpu {
     pub(crate) ipos: u8,
     /// Valid bytes in `ibuf` (0: fetch through the slow path).
     pub(crate) iavail: u8,
+    /// A data breakpoint is armed in DR7: the TLB stays empty so every data access takes
+    /// the checked slow path.
+    pub(crate) dbp_data: bool,
+    /// An instruction breakpoint is armed in DR7.
+    pub(crate) dbp_exec: bool,
+    /// Data breakpoints hit by the current instruction (DR6 B0-B3 bits).
+    pub(crate) db_hit: u8,
+    /// The current instruction loaded RF (IRET): do not clear it afterwards.
+    pub(crate) rf_keep: bool,
     /// Set by I/O or MMIO: the run loop checks the memory generation and exit request.
     pub(crate) io_done: bool,
     /// The `limit` of the current `run` call (REP chunks stop there).
@@ -315,6 +324,10 @@ impl Cpu {
             ibuf: [0; 16],
             ipos: 0,
             iavail: 0,
+            dbp_data: false,
+            dbp_exec: false,
+            db_hit: 0,
+            rf_keep: false,
             io_done: false,
             run_limit: 0,
             mem_gen: u64::MAX,
@@ -361,6 +374,7 @@ impl Cpu {
         self.cr3 = 0;
         self.cr4 = 0;
         self.dr = [0, 0, 0, 0, 0, 0, 0xFFFF_0FF0, 0x400];
+        self.update_breakpoints();
         self.cpl = 0;
         self.halted = false;
         self.nmi_pending = false;
@@ -520,6 +534,50 @@ impl Cpu {
     #[inline]
     pub(crate) fn pm(&self) -> bool {
         self.pe() && !self.v86()
+    }
+
+    /// Recomputes the armed-breakpoint flags from DR7 (after MOV DR7 or a restore).
+    pub(crate) fn update_breakpoints(&mut self) {
+        let dr7 = self.dr[7];
+        let (mut data, mut exec) = (false, false);
+        for i in 0..4 {
+            if (dr7 >> (2 * i)) & 3 != 0 {
+                match (dr7 >> (16 + 4 * i)) & 3 {
+                    0 => exec = true,
+                    1 | 3 => data = true,
+                    _ => {}
+                }
+            }
+        }
+        if data != self.dbp_data {
+            self.flush_tlb_all();
+        }
+        self.dbp_data = data;
+        self.dbp_exec = exec;
+    }
+
+    /// Records data breakpoints matched by an access of `n` bytes at `lin`.
+    pub(crate) fn check_data_breakpoints(&mut self, lin: u32, n: u32, write: bool) {
+        let dr7 = self.dr[7];
+        for i in 0..4 {
+            if (dr7 >> (2 * i)) & 3 == 0 {
+                continue;
+            }
+            let rw = (dr7 >> (16 + 4 * i)) & 3;
+            if !(rw == 3 || rw == 1 && write) {
+                continue;
+            }
+            let len = match (dr7 >> (18 + 4 * i)) & 3 {
+                0 => 1u64,
+                1 => 2,
+                _ => 4,
+            };
+            let start = (self.dr[i] as u64) & !(len - 1);
+            let a = lin as u64;
+            if a < start + len && start < a + n as u64 {
+                self.db_hit |= 1 << i;
+            }
+        }
     }
 
     pub(crate) fn set_cpl(&mut self, cpl: u8) {

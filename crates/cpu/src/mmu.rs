@@ -205,6 +205,9 @@ impl Cpu {
             self.mem_gen = g;
             self.flush_tlb_all();
         }
+        if self.dbp_data {
+            return;
+        }
         let page = mem.a20_mask(phys) & 0xFFFF_F000;
         let Some(off) = mem.fast_read_page(page) else {
             return;
@@ -249,6 +252,9 @@ impl Cpu {
             }
         }
         let user = self.cpl == 3;
+        if self.dbp_data {
+            self.check_data_breakpoints(lin, n, false);
+        }
         self.rd_lin_slow(bus, lin, n, user)
     }
 
@@ -281,6 +287,9 @@ impl Cpu {
             }
         }
         let user = self.cpl == 3;
+        if self.dbp_data {
+            self.check_data_breakpoints(lin, n, true);
+        }
         self.wr_lin_slow(bus, lin, n, v, user)
     }
 

@@ -596,6 +596,7 @@ impl Cpu {
         }
         self.eip = eip;
         self.iret_flags(fl, op32, old_cpl);
+        self.rf_keep = true;
         if rpl > old_cpl {
             self.null_inaccessible_segs();
         }

@@ -911,3 +911,44 @@ fn sysenter_with_top_selector_does_not_panic() {
     c.restore(&s).unwrap();
     c.run(&mut b, 10);
 }
+
+#[test]
+fn data_breakpoint_traps_after_the_write() {
+    // dr0 = 0x6002, dr7 = L0 | RW0=write | LEN0=4 bytes; then mov [0x6000], ecx (overlaps).
+    let c = fault_case(
+        &[
+            0xB8, 0x02, 0x60, 0, 0, 0x0F, 0x23, 0xC0, // mov dr0, eax
+            0xBB, 0x01, 0x00, 0x0D, 0x00, 0x0F, 0x23, 0xFB, // mov dr7, ebx
+            0xA1, 0x00, 0x60, 0, 0, // mov eax, [0x6000] (read: no hit)
+            0x89, 0x0D, 0x00, 0x60, 0, 0, // mov [0x6000], ecx
+            0x90,
+        ],
+        1,
+        false,
+        |c, _| c.set_reg32(ECX, 0x77),
+    );
+    assert_eq!(
+        c.reg32(EBX),
+        0x401B,
+        "trap: EIP after the writing instruction"
+    );
+    assert_eq!(c.registers().dr[6] & 0xF, 1);
+}
+
+#[test]
+fn instruction_breakpoint_faults_before_the_instruction() {
+    // dr1 = 0x4014, dr7 = L1 (execute); the nop at 0x4014 must not run.
+    let c = fault_case(
+        &[
+            0xB8, 0x14, 0x40, 0, 0, 0x0F, 0x23, 0xC8, // mov dr1, eax
+            0xBB, 0x04, 0x00, 0x00, 0x00, 0x0F, 0x23, 0xFB, // mov dr7, ebx
+            0x90, 0x90, 0x90, 0x90, 0x41, // nops; inc ecx at 0x4014
+        ],
+        1,
+        false,
+        |_, _| {},
+    );
+    assert_eq!(c.reg32(EBX), 0x4014);
+    assert_eq!(c.reg32(ECX), 0);
+    assert_eq!(c.registers().dr[6] & 0xF, 2);
+}
