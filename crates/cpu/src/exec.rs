@@ -1593,7 +1593,24 @@ impl Cpu {
             let port = self.regs[2] as u16;
             self.io_check(bus, port, n)?;
         }
+        let bulk = rep && delta == n && !self.dbp_data && matches!(op, 0xA4 | 0xA5 | 0xAA | 0xAB);
         loop {
+            if bulk {
+                let k = self.rep_chunk(bus, op, n, am, src_seg, budget - iters);
+                if k > 0 {
+                    iters += k;
+                    if self.regs[1] & am == 0 {
+                        self.icount += iters - 1;
+                        return Ok(());
+                    }
+                    if iters >= budget {
+                        self.icount += iters - 1;
+                        self.eip = self.start_eip;
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
             let si = self.regs[6] & am;
             let di = self.regs[7] & am;
             let mut stop = false;
@@ -1662,6 +1679,92 @@ impl Cpu {
                 return Ok(());
             }
         }
+    }
+
+    /// Elements of a forward REP MOVS/STOS that can be done at once from `seg:off` on:
+    /// within the segment limit, without address wrap, inside one page, through a fast TLB
+    /// entry of kind `write`. Returns (store offset, element count), count 0 if none.
+    fn bulk_span<B: Bus>(
+        &self,
+        bus: &mut B,
+        s: usize,
+        off: u32,
+        n: u32,
+        am: u32,
+        write: bool,
+    ) -> (usize, u64) {
+        let sg = &self.segs[s];
+        let ok = if write { sg.wr } else { sg.rd } || !self.pe();
+        if !ok || sg.down || off > sg.limit {
+            return (0, 0);
+        }
+        let lin = sg.base.wrapping_add(off);
+        let in_seg = (sg.limit.min(am) - off) as u64 + 1;
+        let in_page = (0x1000 - (lin & 0xFFF)) as u64;
+        let e = &self.tlb[((lin >> 12) as usize & (crate::mmu::TLB_SIZE - 1)) + self.tlb_user];
+        let tag = if write { e.wtag } else { e.rtag };
+        if tag != lin & 0xFFFF_F000 {
+            return (0, 0);
+        }
+        let o = e.off + (lin & 0xFFF) as usize;
+        let k = in_seg.min(in_page) / n as u64;
+        if o + (k as usize) * (n as usize) > bus.memory().store().len() {
+            return (0, 0);
+        }
+        (o, k)
+    }
+
+    /// Does up to `max` iterations of a forward REP MOVS/STOS straight on the memory store
+    /// (both pages plain RAM with fast entries). Returns the iterations done (0: take the
+    /// per-element path, which also fills the TLB).
+    fn rep_chunk<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        op: u8,
+        n: u32,
+        am: u32,
+        src_seg: usize,
+        max: u64,
+    ) -> u64 {
+        let count = (self.regs[1] & am) as u64;
+        let di = self.regs[7] & am;
+        let (dst, kd) = self.bulk_span(bus, sreg::ES, di, n, am, true);
+        let mut k = count.min(max).min(kd);
+        if k == 0 {
+            return 0;
+        }
+        let nb = n as usize;
+        if op >= 0xAA {
+            let v = self.rreg(0, n).to_le_bytes();
+            let Some(d) = bus.memory().store_mut().get_mut(dst..dst + k as usize * nb) else {
+                return 0;
+            };
+            for c in d.chunks_exact_mut(nb) {
+                c.copy_from_slice(&v[..nb]);
+            }
+        } else {
+            let si = self.regs[6] & am;
+            let (src, ks) = self.bulk_span(bus, src_seg, si, n, am, false);
+            k = k.min(ks);
+            let len = k as usize * nb;
+            // Overlap with the destination ahead of the source replicates data element by
+            // element: leave that to the per-element path.
+            if k == 0 || (dst > src && dst < src + len) {
+                return 0;
+            }
+            let store = bus.memory().store_mut();
+            if src + len > store.len() || dst + len > store.len() {
+                return 0;
+            }
+            store.copy_within(src..src + len, dst);
+            let adv = (k as u32).wrapping_mul(n);
+            self.regs[6] = (self.regs[6] & !am) | (si.wrapping_add(adv) & am);
+        }
+        let adv = (k as u32).wrapping_mul(n);
+        self.regs[7] = (self.regs[7] & !am) | (di.wrapping_add(adv) & am);
+        let c = (count - k) as u32;
+        self.regs[1] = (self.regs[1] & !am) | (c & am);
+        k
     }
 
     #[inline(always)]

@@ -317,3 +317,61 @@ fn bench_tight_loop_mips() {
         c.icount() as f64 / dt / 1e6
     );
 }
+
+#[test]
+fn rep_movsd_and_stosb_across_pages_and_into_mmio() {
+    let mut b = TestBus::new(16 << 20).unwrap();
+    let src: Vec<u8> = (0..0x3000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    b.load(0x10_0000, &src);
+    // rep movsd 0x3000 bytes from 0x100000 to 0x200800 (crosses pages, not page aligned),
+    // then rep stosb 0x100 bytes at 0x9FF80: from RAM into the MMIO window at 0xA0000.
+    b.load(
+        0x4000,
+        &[
+            0xBE, 0x00, 0x00, 0x10, 0x00, 0xBF, 0x00, 0x08, 0x20, 0x00, 0xB9, 0x00, 0x0C, 0, 0,
+            0xF3, 0xA5, // rep movsd
+            0xBF, 0x80, 0xFF, 0x09, 0x00, 0xB9, 0x00, 0x01, 0, 0, 0xB0, 0xAB, 0xF3,
+            0xAA, // rep stosb
+            0xF4,
+        ],
+    );
+    let mut c = Cpu::new();
+    c.setup_flat32(0x4000);
+    c.set_reg32(ESP, 0x9000);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    let mut out = vec![0; 0x3000];
+    b.read(0x20_0800, &mut out);
+    assert!(out == src, "bulk copy");
+    assert_eq!(c.reg32(ESI), 0x10_3000);
+    assert_eq!(c.reg32(ECX), 0);
+    let mut tail = [0u8; 0x100];
+    b.read(0x9_FF80, &mut tail);
+    assert!(
+        tail.iter().all(|&x| x == 0xAB),
+        "RAM part and MMIO part both filled"
+    );
+    assert_eq!(
+        c.icount(),
+        0x0C00 + 0x100 + 7,
+        "one instruction per iteration"
+    );
+}
+
+#[test]
+fn rep_movsb_overlapping_forward_replicates() {
+    let mut b = TestBus::new(16 << 20).unwrap();
+    b.load(0x6000, &[1, 2, 3]);
+    // rep movsb from 0x6000 to 0x6001, 8 bytes: replicates byte 1.
+    b.load(
+        0x4000,
+        &[
+            0xBE, 0x00, 0x60, 0, 0, 0xBF, 0x01, 0x60, 0, 0, 0xB9, 8, 0, 0, 0, 0xF3, 0xA4, 0xF4,
+        ],
+    );
+    let mut c = Cpu::new();
+    c.setup_flat32(0x4000);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    let mut out = [0u8; 9];
+    b.read(0x6000, &mut out);
+    assert_eq!(out, [1; 9]);
+}
