@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
-use wasm86_block::{BlockDevice, FileBackend};
+use wasm86_block::BlockDevice;
 use wasm86_machine::{DirectBoot, Machine, MachineConfig};
 use wasm86_vmm::{Host, Step, Vm, VmConfig};
 
@@ -46,6 +46,14 @@ impl Host for NativeHost {
     fn thread_id(&self) -> i64 {
         std::process::id() as i64
     }
+
+    fn open_block(
+        &mut self,
+        name: &str,
+        read_only: bool,
+    ) -> Result<Box<dyn wasm86_block::BlockBackend>, wasm86_block::BlockError> {
+        wasm86_block::open_image(name, read_only)
+    }
 }
 
 /// Where firmware files are looked for: `-L`, then `guest-images/bios` under the current
@@ -76,8 +84,8 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 }
 
 fn open_drive(path: &Path, read_only: bool) -> Result<BlockDevice, String> {
-    let b = FileBackend::open(path, read_only).map_err(|e| e.to_string())?;
-    Ok(BlockDevice::new(Box::new(b)))
+    let b = wasm86_block::open_image(path, read_only).map_err(|e| e.to_string())?;
+    Ok(BlockDevice::new(b))
 }
 
 /// Builds the machine the options describe.

@@ -90,6 +90,12 @@ pub fn table() -> HmpTable<Ctx> {
             info_mice,
         ),
         ("network", "show the network state", info_network),
+        ("block", "show the block devices", info_block),
+        (
+            "blockstats",
+            "show block device statistics",
+            info_blockstats,
+        ),
     ];
     for (name, help, h) in info {
         if let Err(e) = t.register_info(name, "", "", help, *h) {
@@ -289,4 +295,68 @@ fn info_mice(_: &mut Ctx, _: HmpArgs) -> Result<String, String> {
 
 fn info_network(_: &mut Ctx, _: HmpArgs) -> Result<String, String> {
     Ok(String::new())
+}
+
+fn info_block(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
+    let v = crate::block::block_info(ctx);
+    let mut out = String::new();
+    for d in v.as_array().into_iter().flatten() {
+        let b = |k: &str| d[k].as_bool().unwrap_or(false) as u8;
+        out.push_str(&format!(
+            "{}: removable={}",
+            d["device"].as_str().unwrap_or(""),
+            b("removable")
+        ));
+        if d["removable"] == true {
+            out.push_str(&format!(
+                " locked={} tray-open={}",
+                b("locked"),
+                b("tray-open")
+            ));
+        }
+        if let Some(s) = d["io-status"].as_str() {
+            out.push_str(&format!(" io-status={s}"));
+        }
+        match d.get("inserted") {
+            Some(i) => {
+                out.push_str(&format!(
+                    " file={} ro={} drv={} encrypted={}",
+                    i["file"].as_str().unwrap_or(""),
+                    i["ro"].as_bool().unwrap_or(false) as u8,
+                    i["drv"].as_str().unwrap_or(""),
+                    i["encrypted"].as_bool().unwrap_or(false) as u8
+                ));
+                let lim: Vec<u64> = ["bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"]
+                    .iter()
+                    .map(|k| i[*k].as_u64().unwrap_or(0))
+                    .collect();
+                if lim.iter().any(|&x| x != 0) {
+                    out.push_str(&format!(
+                        " bps={} bps_rd={} bps_wr={} iops={} iops_rd={} iops_wr={}",
+                        lim[0], lim[1], lim[2], lim[3], lim[4], lim[5]
+                    ));
+                }
+            }
+            None => out.push_str(" [not inserted]"),
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn info_blockstats(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
+    let v = crate::block::blockstats(ctx);
+    let mut out = String::new();
+    for d in v.as_array().into_iter().flatten() {
+        let s = &d["stats"];
+        let n = |k: &str| s[k].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "{}: rd_bytes={} wr_bytes={} rd_operations={} wr_operations={} flush_operations={} wr_total_time_ns={} rd_total_time_ns={} flush_total_time_ns={}\n",
+            d["device"].as_str().unwrap_or(""),
+            n("rd_bytes"), n("wr_bytes"), n("rd_operations"), n("wr_operations"),
+            n("flush_operations"), n("wr_total_time_ns"), n("rd_total_time_ns"),
+            n("flush_total_time_ns")
+        ));
+    }
+    Ok(out)
 }

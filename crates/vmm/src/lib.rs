@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod hmp;
 pub mod keys;
 pub mod registry;
@@ -31,6 +32,18 @@ pub trait Host {
     fn write_file(&mut self, name: &str, data: &[u8]) -> Result<(), String>;
     /// The value `query-cpus` reports as `thread_id`.
     fn thread_id(&self) -> i64;
+    /// Opens the image a command names (`change`): natively a host path, in the browser a
+    /// name in the worker's file store or a URL. The default refuses every name.
+    fn open_block(
+        &mut self,
+        name: &str,
+        _read_only: bool,
+    ) -> Result<Box<dyn wasm86_block::BlockBackend>, wasm86_block::BlockError> {
+        Err(wasm86_block::BlockError::OpenFileFailed {
+            filename: name.to_string(),
+            reason: "this host opens no images".into(),
+        })
+    }
 }
 
 /// How the VM behaves (from the command line or the page).
@@ -73,6 +86,8 @@ pub struct Ctx {
     pub pending_events: Vec<Event>,
     /// Exit status for the host: isa-debug-exit's value, else 0.
     pub exit_status: i32,
+    /// Block settings (throttle limits by device).
+    pub block: block::BlockSettings,
     /// HMP's remembered `x`/`xp` format.
     pub hmp_state: wasm86_qmp::hmp::HmpState,
 }
@@ -125,6 +140,7 @@ impl Vm {
                 quit: false,
                 pending_events: Vec::new(),
                 exit_status: 0,
+                block: Default::default(),
                 hmp_state: Default::default(),
             },
             table: registry::table(),
@@ -263,6 +279,9 @@ impl Vm {
                 Step::Quit
             }
         };
+        for ev in block::guest_tray_events(&mut self.ctx) {
+            self.broadcast(&ev);
+        }
         for ev in self.ctx.machine.take_events() {
             match ev {
                 MachineEvent::Reset { guest: true } => {

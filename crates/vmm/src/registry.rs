@@ -35,6 +35,25 @@ pub fn table() -> CommandTable<Ctx> {
         ("query-chardev", "", query_chardev),
         ("query-mice", "", query_mice),
         ("query-pci", "", query_pci),
+        ("query-block", "", crate::block::query_block),
+        ("query-blockstats", "", crate::block::query_blockstats),
+        ("eject", "force:-f,device:B", crate::block::eject),
+        ("change", "device:B,target:F,arg:s?", crate::block::change),
+        (
+            "block_set_io_throttle",
+            "device:B,bps:l,bps_rd:l,bps_wr:l,iops:l,iops_rd:l,iops_wr:l",
+            crate::block::block_set_io_throttle,
+        ),
+        (
+            "block_resize",
+            "device:B,size:o",
+            crate::block::block_resize,
+        ),
+        (
+            "block_passwd",
+            "device:B,password:s",
+            crate::block::block_passwd,
+        ),
     ];
     for (name, args_type, handler) in commands {
         // The table is static data checked by the tests below: a failure here is a

@@ -368,3 +368,186 @@ fn dumps_go_through_the_host() {
     ret(&mut vm, a, "cpu", json!({"index": 0}));
     ret(&mut vm, a, "inject-nmi", json!({}));
 }
+
+struct MediaHost;
+
+impl Host for MediaHost {
+    fn wall_clock_us(&self) -> i64 {
+        0
+    }
+    fn write_file(&mut self, _: &str, _: &[u8]) -> Result<(), String> {
+        Err("read-only host".into())
+    }
+    fn thread_id(&self) -> i64 {
+        1
+    }
+    fn open_block(
+        &mut self,
+        name: &str,
+        read_only: bool,
+    ) -> Result<Box<dyn wasm86_block::BlockBackend>, wasm86_block::BlockError> {
+        if name == "second.iso" {
+            Ok(Box::new(wasm86_block::MemBackend::new(
+                vec![0; 2048 * 16],
+                read_only,
+                name,
+            )))
+        } else {
+            Err(wasm86_block::BlockError::OpenFileFailed {
+                filename: name.into(),
+                reason: "absent".into(),
+            })
+        }
+    }
+}
+
+#[test]
+fn block_devices_eject_and_change() {
+    let mut m = Machine::new(MachineConfig::new(32 << 20, bios())).expect("machine");
+    let disk = wasm86_block::BlockDevice::new(Box::new(wasm86_block::MemBackend::new(
+        vec![0; 1 << 20],
+        false,
+        "disk.img",
+    )));
+    m.attach_drives(Some(disk), None, None, None).unwrap();
+    let config = VmConfig {
+        start_paused: true,
+        ..VmConfig::default()
+    };
+    let mut vm = Vm::new(m, config, Box::new(MediaHost));
+    let a = negotiated(&mut vm);
+    let blocks = ret(&mut vm, a, "query-block", json!({}));
+    let names: Vec<&str> = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["ide0-hd0", "ide1-cd0", "floppy0", "sd0"]);
+    let hd = &blocks[0];
+    assert_eq!(hd["removable"], false);
+    assert!(hd.get("tray-open").is_none());
+    assert_eq!(hd["io-status"], "ok");
+    assert_eq!(hd["inserted"]["file"], "disk.img");
+    assert_eq!(hd["inserted"]["drv"], "raw");
+    assert_eq!(hd["inserted"]["ro"], false);
+    assert_eq!(hd["inserted"]["bps"], 0);
+    let cd = &blocks[1];
+    assert_eq!(cd["removable"], true);
+    assert_eq!(cd["tray-open"], false);
+    assert!(cd.get("inserted").is_none());
+    // Errors as 1.1 reports them.
+    let err = |vm: &mut Vm, req: Value| {
+        send(vm, a, req)[0]["error"]["class"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        err(
+            &mut vm,
+            json!({"execute": "eject", "arguments": {"device": "nope"}})
+        ),
+        "DeviceNotFound"
+    );
+    assert_eq!(
+        err(
+            &mut vm,
+            json!({"execute": "eject", "arguments": {"device": "ide0-hd0"}})
+        ),
+        "DeviceNotRemovable"
+    );
+    assert_eq!(
+        err(
+            &mut vm,
+            json!({"execute": "change", "arguments": {"device": "ide1-cd0", "target": "missing.iso"}})
+        ),
+        "OpenFileFailed"
+    );
+    assert_eq!(
+        err(
+            &mut vm,
+            json!({"execute": "change", "arguments": {"device": "ide1-cd0", "target": "second.iso", "arg": "vmdk9"}})
+        ),
+        "InvalidBlockFormat"
+    );
+    // change: the medium goes in, the tray closes (it was opened by the failed change's eject).
+    let out = send(
+        &mut vm,
+        a,
+        json!({"execute": "change", "arguments": {"device": "ide1-cd0", "target": "second.iso"}, "id": 5}),
+    );
+    let last = out.last().unwrap();
+    assert_eq!(last, &json!({"return": {}, "id": 5}));
+    let trays: Vec<&Value> = out
+        .iter()
+        .filter(|v| v["event"] == "DEVICE_TRAY_MOVED")
+        .collect();
+    assert_eq!(
+        trays.last().unwrap()["data"],
+        json!({"device": "ide1-cd0", "tray-open": false})
+    );
+    let blocks = ret(&mut vm, a, "query-block", json!({}));
+    assert_eq!(blocks[1]["inserted"]["file"], "second.iso");
+    assert_eq!(blocks[1]["inserted"]["ro"], true);
+    assert_eq!(blocks[1]["tray-open"], false);
+    // eject: the tray opens (event before the return), the medium is gone.
+    let out = send(
+        &mut vm,
+        a,
+        json!({"execute": "eject", "arguments": {"device": "ide1-cd0"}}),
+    );
+    assert_eq!(
+        out[0]["data"],
+        json!({"device": "ide1-cd0", "tray-open": true})
+    );
+    assert_eq!(out[1], json!({"return": {}}));
+    let blocks = ret(&mut vm, a, "query-block", json!({}));
+    assert!(blocks[1].get("inserted").is_none());
+    assert_eq!(blocks[1]["tray-open"], true);
+    // Throttling is stored and reported; a total with a read limit is refused.
+    ret(
+        &mut vm,
+        a,
+        "block_set_io_throttle",
+        json!({"device": "ide0-hd0", "bps": 1000000, "bps_rd": 0, "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": 0}),
+    );
+    assert_eq!(
+        ret(&mut vm, a, "query-block", json!({}))[0]["inserted"]["bps"],
+        1_000_000
+    );
+    assert_eq!(
+        err(
+            &mut vm,
+            json!({"execute": "block_set_io_throttle", "arguments": {"device": "ide0-hd0", "bps": 1, "bps_rd": 1, "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": 0}})
+        ),
+        "InvalidParameterCombination"
+    );
+    assert_eq!(
+        err(
+            &mut vm,
+            json!({"execute": "block_passwd", "arguments": {"device": "ide0-hd0", "password": "x"}})
+        ),
+        "DeviceNotEncrypted"
+    );
+    let stats = ret(&mut vm, a, "query-blockstats", json!({}));
+    assert_eq!(stats[0]["device"], "ide0-hd0");
+    assert_eq!(stats[0]["stats"]["rd_operations"], 0);
+    let hmp = ret(
+        &mut vm,
+        a,
+        "human-monitor-command",
+        json!({"command-line": "info block"}),
+    );
+    let hmp = hmp.as_str().unwrap();
+    assert!(
+        hmp.contains(
+            "ide0-hd0: removable=0 io-status=ok file=disk.img ro=0 drv=raw encrypted=0 bps=1000000"
+        ),
+        "{hmp}"
+    );
+    assert!(
+        hmp.contains("ide1-cd0: removable=1 locked=0 tray-open=1 io-status=ok [not inserted]"),
+        "{hmp}"
+    );
+}
