@@ -40,7 +40,10 @@ pub struct StateError {
 impl StateError {
     /// Builds an error for `device`.
     pub fn new(device: &'static str, reason: impl Into<String>) -> StateError {
-        StateError { device, reason: reason.into() }
+        StateError {
+            device,
+            reason: reason.into(),
+        }
     }
 }
 
