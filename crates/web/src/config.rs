@@ -125,7 +125,12 @@ pub enum ConfigError {
 
 /// Parses the JSON text of a `config` object.
 pub fn parse_config(json: &str) -> Result<WebConfig, ConfigError> {
-    serde_json::from_str(json).map_err(|e| ConfigError::Parse(e.to_string()))
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ConfigError::Parse("expected an object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| ConfigError::Parse(e.to_string()))
 }
 
 /// CMOS floppy drive type for an image size, or `None` when no standard format has it.

@@ -251,6 +251,122 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{build, Images, WebConfig};
+    use crate::files::FileStore;
+    use crate::host::WebHost;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// 64 KiB BIOS: masks both PICs, writes "OK\n" to COM1, then halts with interrupts off.
+    fn ok_bios() -> Vec<u8> {
+        let mut rom = vec![0xFF; 0x1_0000];
+        let code = [
+            0xB0, 0xFF, 0xE6, 0x21, 0xE6, 0xA1, 0xBA, 0xF8, 0x03, 0xB0, b'O', 0xEE, 0xB0, b'K',
+            0xEE, 0xB0, b'\n', 0xEE, 0xFA, 0xF4, 0xEB, 0xFD,
+        ];
+        rom[..code.len()].copy_from_slice(&code);
+        rom[0xFFF0..0xFFF5].copy_from_slice(&[0xEA, 0x00, 0x00, 0x00, 0xF0]);
+        rom
+    }
+
+    fn vm(deterministic: bool) -> Vm {
+        let cfg = WebConfig {
+            memory_mib: Some(16),
+            deterministic: Some(deterministic),
+            ..WebConfig::default()
+        };
+        let images = Images {
+            bios: Some(ok_bios()),
+            ..Images::default()
+        };
+        let (machine, vc) = build(&cfg, images, 0.0).unwrap();
+        let host = WebHost::new(
+            Box::new(|| 0.0),
+            Rc::new(RefCell::new(FileStore::default())),
+        );
+        Vm::new(machine, vc, Box::new(host))
+    }
+
+    /// A host clock that advances 0.25 ms at every reading, from `start`.
+    fn clock(start: f64) -> impl FnMut() -> f64 {
+        let mut t = start - 0.25;
+        move || {
+            t += 0.25;
+            t
+        }
+    }
+
+    #[test]
+    fn runs_the_guest_and_waits_for_input_when_halted() {
+        let mut vm = vm(false);
+        let mut r = Runner::new();
+        let rep = r.run(&mut vm, 10.0, &mut clock(0.0));
+        assert_eq!(vm.machine_mut().take_serial_output(0), b"OK\n");
+        assert_eq!(rep.state, "running");
+        // Halted: the next event is the (unprogrammed) PIT's wrap, at most 55 ms away.
+        assert!(!rep.wait_input && !rep.quit, "{rep:?}");
+        assert!(rep.idle_ms > 0.0 && rep.idle_ms <= 55.0, "{rep:?}");
+    }
+
+    #[test]
+    fn realtime_clock_follows_host_time_but_not_while_paused() {
+        let mut vm = vm(false);
+        let mut r = Runner::new();
+        r.run(&mut vm, 1.0, &mut clock(1000.0));
+        let v0 = vm.machine_mut().now();
+        // 100 ms of host time later the guest's clock has caught up (it was halted meanwhile).
+        r.run(&mut vm, 1.0, &mut clock(1100.0));
+        let v1 = vm.machine_mut().now();
+        assert!(
+            v1 >= v0 + 99_000_000 && v1 <= v0 + 102_000_000,
+            "{v0} -> {v1}"
+        );
+        // Paused for 10 s of host time: the guest does not see those seconds.
+        let page = vm.open_session(false);
+        vm.feed(page, b"{\"execute\": \"stop\"}");
+        let rep = r.run(&mut vm, 1.0, &mut clock(1200.0));
+        assert_eq!(rep.state, "paused");
+        assert!(rep.wait_input);
+        vm.feed(page, b"{\"execute\": \"cont\"}");
+        r.run(&mut vm, 1.0, &mut clock(11_200.0));
+        let v2 = vm.machine_mut().now();
+        assert!(
+            v2 < v1 + 10_000_000,
+            "paused time leaked into the guest: {v1} -> {v2}"
+        );
+        r.run(&mut vm, 1.0, &mut clock(11_250.0));
+        let v3 = vm.machine_mut().now();
+        assert!(
+            v3 >= v2 + 49_000_000,
+            "the clock runs again after cont: {v2} -> {v3}"
+        );
+    }
+
+    #[test]
+    fn deterministic_mode_does_not_follow_host_time() {
+        let (mut a, mut b) = (vm(true), vm(true));
+        let (mut ra, mut rb) = (Runner::new(), Runner::new());
+        ra.run(&mut a, 1.0, &mut clock(0.0));
+        rb.run(&mut b, 1.0, &mut clock(0.0));
+        ra.run(&mut a, 1.0, &mut clock(10.0));
+        rb.run(&mut b, 1.0, &mut clock(50_000.0));
+        let (ta, tb) = (a.machine_mut().now(), b.machine_mut().now());
+        assert_eq!(ta, tb, "virtual time depends on host time");
+        assert!(ta > 0, "HLT skips to the next deadline");
+    }
+
+    #[test]
+    fn serial_input_reaches_the_uart_and_quit_is_reported() {
+        let mut vm = vm(false);
+        let mut r = Runner::new();
+        r.serial_in.push(b"xy").unwrap();
+        r.run(&mut vm, 1.0, &mut clock(0.0));
+        assert!(r.serial_in.len() < 2, "the UART took input");
+        let page = vm.open_session(false);
+        vm.feed(page, b"{\"execute\": \"quit\"}");
+        let rep = r.run(&mut vm, 1.0, &mut clock(10.0));
+        assert!(rep.quit);
+    }
 
     #[test]
     fn serial_queue_keeps_what_the_uart_refused() {
