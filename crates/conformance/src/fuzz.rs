@@ -9,9 +9,11 @@
 //! triple faults reset the state the same way.
 //!
 //! Checked: no panic (caught and reported with the bytes), `run` never retires more than
-//! its limit, the instruction count never goes backwards, and state save/restore works.
+//! its limit, the instruction count never goes backwards, and every state reached survives
+//! a `state()`/`restore()` round trip.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasm86_cpu::{sreg, Bus, CpuExit, CpuState};
@@ -118,11 +120,19 @@ pub struct Config {
     pub time_limit: Option<Duration>,
     /// Instructions per random stream before it is replaced.
     pub stream_budget: u64,
+    /// A stream that runs longer than this is a hang: a watchdog thread prints the stream
+    /// (mode, registers, code) to stderr and ends the process with status 3, since `run`
+    /// cannot be interrupted from outside. `None`: no watchdog.
+    pub hang_timeout: Option<Duration>,
+    /// Report file whose `fuzz` section the watchdog fills in before it ends the process.
+    pub report: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            hang_timeout: Some(Duration::from_secs(10)),
+            report: None,
             seed: 1,
             count: 1_000_000,
             time_limit: None,
@@ -755,6 +765,13 @@ impl Fuzzer {
         let mut rng = Rng::new(cfg.seed);
         let start = Instant::now();
         let mut stream = 0u64;
+        let current: Arc<Mutex<Option<(String, Instant)>>> = Arc::new(Mutex::new(None));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = cfg.hang_timeout.map(|limit| {
+            let (current, done) = (Arc::clone(&current), Arc::clone(&done));
+            let report = cfg.report.clone();
+            std::thread::spawn(move || watch(current, done, limit, report))
+        });
         while stats.instructions < cfg.count {
             if stream.is_multiple_of(64) && cfg.time_limit.is_some_and(|t| start.elapsed() >= t) {
                 stats.timed_out = true;
@@ -764,6 +781,18 @@ impl Fuzzer {
             let mode = self.modes[mi].mode;
             let code = gen_code(&mut rng, mode.code32(), layout::CODE_LEN);
             let regs: [u32; 8] = std::array::from_fn(|_| random_reg(&mut rng));
+            if watchdog.is_some() {
+                let what = format!(
+                    "seed {} stream {stream} mode {} registers {:08x?} code [{}]",
+                    cfg.seed,
+                    mode.name(),
+                    regs,
+                    hex_bytes(&code)
+                );
+                if let Ok(mut c) = current.lock() {
+                    *c = Some((what, Instant::now()));
+                }
+            }
             let result = catch_unwind(AssertUnwindSafe(|| {
                 self.stream(mi, &code, &regs, cfg.stream_budget)
             }));
@@ -814,7 +843,29 @@ impl Fuzzer {
             }
             stream += 1;
         }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = watchdog {
+            let _ = w.join();
+        }
         stats
+    }
+
+    /// Runs one stream of `code` in `mode` (which must have been entered) with the given
+    /// EAX..EDI (ESP excluded) for at most `budget` instructions: the exit, the instructions
+    /// retired and EIP at the end. For reproducing a finding.
+    pub fn run_stream(
+        &mut self,
+        mode: Mode,
+        code: &[u8],
+        regs: &[u32; 8],
+        budget: u64,
+    ) -> Result<(CpuExit, u64, u32), String> {
+        let mi = self
+            .modes
+            .iter()
+            .position(|m| m.mode == mode)
+            .ok_or_else(|| format!("mode {} was not entered", mode.name()))?;
+        self.stream(mi, code, regs, budget)
     }
 
     /// Runs one stream; returns the exit, the instructions retired and EIP at the end.
@@ -857,7 +908,46 @@ impl Fuzzer {
                 after - before
             ));
         }
-        Ok((exit, after - before, h.cpu.eip()))
+        // Whatever state the stream reached must survive a save/restore round trip
+        // (migration and snapshots depend on it).
+        let eip = h.cpu.eip();
+        let saved = h.cpu.state();
+        h.cpu
+            .restore(&saved)
+            .map_err(|e| format!("restore() refused the state() saved after the stream: {e}"))?;
+        if h.cpu.state() != saved {
+            return Err("state() differs after a state()/restore() round trip".into());
+        }
+        Ok((exit, after - before, eip))
+    }
+}
+
+/// Watchdog: ends the process when one stream runs longer than `limit`, after printing the
+/// stream and recording it in the report.
+fn watch(
+    current: Arc<Mutex<Option<(String, Instant)>>>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    limit: Duration,
+    report: Option<std::path::PathBuf>,
+) {
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let hung = current.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(_, t)| t.elapsed() > limit)
+                .map(|(w, _)| w.clone())
+        });
+        if let Some(what) = hung {
+            let msg = format!("hang: Cpu::run did not return within {limit:?}: {what}");
+            eprintln!("fuzz: {msg}");
+            if let Some(p) = report {
+                let body = format!("## Fuzzer\n\n**{msg}**\n");
+                if let Err(e) = crate::report::update(&p, "fuzz", &body) {
+                    eprintln!("could not update report {}: {e}", p.display());
+                }
+            }
+            std::process::exit(3);
+        }
     }
 }
 

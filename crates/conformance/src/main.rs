@@ -124,6 +124,8 @@ fn run_fuzz(args: &[String]) -> Result<(), String> {
         }
         i += 1;
     }
+    let report_to = report_path(report_to);
+    cfg.report = report_to.clone();
     let mut f = fuzz::Fuzzer::new();
     let stats = f.run(&cfg);
     let text = stats.render(&cfg);
@@ -131,7 +133,7 @@ fn run_fuzz(args: &[String]) -> Result<(), String> {
     let _ = write!(stdout, "{text}");
     let _ = writeln!(stdout, "{} instructions executed", stats.instructions);
     drop(stdout);
-    if let Some(p) = report_path(report_to) {
+    if let Some(p) = report_to {
         report::update(
             &p,
             "fuzz",

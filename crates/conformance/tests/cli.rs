@@ -137,3 +137,24 @@ fn real_run_ends_with_summary_line() {
     assert_clean_error(code, &err);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn fuzz_subcommand_prints_the_count_reached() {
+    let (code, out, err) = run(&[
+        "fuzz",
+        "--count",
+        "20000",
+        "--seed",
+        "5",
+        "--time-limit",
+        "60",
+    ]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let last = out.lines().last().unwrap_or("");
+    let n: u64 = last
+        .strip_suffix(" instructions executed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("last line {last:?}"));
+    assert!(n >= 20_000, "{n}");
+    assert!(out.contains("0 problems"), "{out}");
+}

@@ -9,6 +9,7 @@ fn fuzz_one_million_instructions() {
     let cfg = Config {
         seed: 0x5EED_0001,
         count: 1_000_000,
+        report: std::env::var_os(report::REPORT_ENV).map(Into::into),
         ..Default::default()
     };
     let stats = f.run(&cfg);
