@@ -18,7 +18,15 @@ struct Serial {
 impl Serial {
     fn start(args: &[&str]) -> Serial {
         let mut child = Command::new(bin("wasm86"))
-            .args(["-serial", "stdio", "-display", "none", "-clock", "deterministic", "-L"])
+            .args([
+                "-serial",
+                "stdio",
+                "-display",
+                "none",
+                "-clock",
+                "deterministic",
+                "-L",
+            ])
             .arg(guest("bios"))
             .args(args)
             .stdin(Stdio::piped())
@@ -37,7 +45,12 @@ impl Serial {
                 }
             }
         });
-        Serial { _vm: Guard(child), input, rx, seen: String::new() }
+        Serial {
+            _vm: Guard(child),
+            input,
+            rx,
+            seen: String::new(),
+        }
     }
 
     /// Waits until the output (since `from`) contains `pat`; returns the offset after it.
@@ -48,7 +61,15 @@ impl Serial {
                 return from + i + pat.len();
             }
             let left = timeout.checked_sub(start.elapsed()).unwrap_or_else(|| {
-                let tail: String = self.seen.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = self
+                    .seen
+                    .chars()
+                    .rev()
+                    .take(3000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 panic!("{pat:?} not seen within {timeout:?}; output ends with:\n{tail}")
             });
             if let Ok(b) = self.rx.recv_timeout(left.min(Duration::from_millis(200))) {
@@ -92,7 +113,10 @@ fn linux_direct_boot_to_a_shell() {
     ]);
     let t = Instant::now();
     s.wait_for(0, "GUEST-READY 6.", BOOT);
-    eprintln!("GUEST-READY after {:.1} s of host time", t.elapsed().as_secs_f64());
+    eprintln!(
+        "GUEST-READY after {:.1} s of host time",
+        t.elapsed().as_secs_f64()
+    );
     assert_eq!(s.shell("echo $((6*7))", CMD), "42");
     // The board runs in PIC mode: no local APIC, interrupts through the XT-PIC.
     let irqs = s.shell("cat /proc/interrupts", CMD);
