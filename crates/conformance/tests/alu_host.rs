@@ -564,6 +564,33 @@ fn input(c: &Case, rng: &mut Rng) -> St {
         flags: (rng.next_u32() & ARITH) | 2,
     };
     match c.kind {
+        Kind::Div { signed: true } if rng.chance(10) => {
+            // The most negative quotient (-128, -32768, -2^31) is valid, not a divide error.
+            let d = (rng.below(200) as i64 - 100).max(1) * if rng.chance(50) { 1 } else { -1 };
+            let q = -(1i64 << (c.size - 1));
+            let r = if d > 0 {
+                -(rng.below(d as u32) as i64)
+            } else {
+                0
+            };
+            let n = q * d + r;
+            match c.size {
+                8 => {
+                    s.eax = (s.eax & !0xFFFF) | (n as u16 as u32);
+                    s.ecx = (s.ecx & !0xFF) | (d as u8 as u32);
+                }
+                16 => {
+                    s.eax = (s.eax & !0xFFFF) | (n as u16 as u32);
+                    s.edx = (s.edx & !0xFFFF) | ((n >> 16) as u16 as u32);
+                    s.ecx = (s.ecx & !0xFFFF) | (d as u16 as u32);
+                }
+                _ => {
+                    s.eax = n as u32;
+                    s.edx = (n >> 32) as u32;
+                    s.ecx = d as u32;
+                }
+            }
+        }
         Kind::Div { .. } if rng.chance(70) => {
             // Keep the high half below the divisor so most divisions do not fault.
             let d = match c.size {
