@@ -7,9 +7,18 @@
 //! MMIO) takes the slow path. Faults are `Result<_, Fault>` and become x86 exceptions.
 //!
 //! Module map: `flags` (EFLAGS, lazy arithmetic flags), `mmu` (TLB, paging, linear and
-//! physical access), `seg` (descriptors, segment loads, far transfers, interrupt delivery),
-//! `exec` (decoder and instruction semantics), `state` (registers view, migration state),
-//! [`testbus`] (a flat test board).
+//! physical access), `seg` (descriptors, segment loads, far transfers, interrupt delivery,
+//! task switches), `exec` (run loop, decoder and instruction semantics), `state` (register
+//! view, migration state), [`fpu`] (x87), [`testbus`] (a flat test board).
+//!
+//! Execution model today: decode-and-execute, one instruction at a time. Each instruction's
+//! first 16 bytes are prefetched once through the TLB; nothing decoded is kept, so
+//! self-modifying code (also across pages and through alias mappings) needs no
+//! invalidation and `Memory::mark_code` is not used yet. Instruction counting is exact per
+//! instruction (REP string iterations count one each and stop exactly at the limit);
+//! forward REP MOVS/STOS run in page-sized chunks straight on the store when both pages
+//! have fast TLB entries. The decoded-block cache keyed by (physical address, CS.D, mode)
+//! is the next speed step.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
