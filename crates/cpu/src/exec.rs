@@ -41,7 +41,8 @@ const CR0_CD: u32 = 1 << 30;
 const CR0_VALID: u32 = 0xE005_003F;
 const CR4_TSD: u32 = 1 << 2;
 const CR4_DE: u32 = 1 << 3;
-const CR4_VALID: u32 = 0x19F & !(1 << 5) & !(1 << 6);
+/// CR4 bits of this CPU: TSD, DE, PSE, PGE (no VME/PVI, PAE, MCE, PCE, OSFXSR).
+const CR4_VALID: u32 = CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE;
 
 /// Memory seen by the FPU: offsets in one segment.
 struct FpuMem<'a, B: Bus> {

@@ -239,7 +239,7 @@ impl Cpu {
         if cr0 & 0x8000_0000 != 0 && cr0 & 1 == 0 {
             return Err(CpuStateError::Invalid("CR0.PG without CR0.PE"));
         }
-        if s.cr[3] & !0x19F != 0 || s.cr[3] & 0x60 != 0 {
+        if s.cr[3] & !0x9C != 0 {
             return Err(CpuStateError::Invalid("CR4 bits this CPU does not have"));
         }
         if s.cr[0] & 1 == 0 && s.cpl != 0 {

@@ -952,3 +952,17 @@ fn instruction_breakpoint_faults_before_the_instruction() {
     assert_eq!(c.reg32(ECX), 0);
     assert_eq!(c.registers().dr[6] & 0xF, 2);
 }
+
+#[test]
+fn cr4_bits_without_a_feature_raise_gp() {
+    // mov eax, 0x20 (PAE); mov cr4, eax -> #GP(0)
+    let c = fault_case(
+        &[0xB8, 0x20, 0, 0, 0, 0x0F, 0x22, 0xE0],
+        13,
+        true,
+        |_, _| {},
+    );
+    assert_eq!(c.reg32(EAX), 0);
+    assert_eq!(c.reg32(EBX), 0x4005);
+    assert_eq!(c.registers().cr4, 0);
+}
