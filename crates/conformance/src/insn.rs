@@ -1,9 +1,10 @@
 //! Just enough 16-bit instruction decoding to classify a test: its prefixes, opcode and
 //! ModR/M byte, and whether a LOCK prefix is legal on a P6 for it.
 
-/// Prefix bytes of the 8086/286 instruction set.
+/// Prefix bytes of 16-bit code as a P6 decodes them (segment overrides, LOCK, REP; F1 is
+/// INT1 on a P6, not the LOCK alias it is on a 286; 64h-67h do not occur in 286 code).
 pub fn is_prefix(b: u8) -> bool {
-    matches!(b, 0x26 | 0x2E | 0x36 | 0x3E | 0xF0 | 0xF1 | 0xF2 | 0xF3)
+    matches!(b, 0x26 | 0x2E | 0x36 | 0x3E | 0xF0 | 0xF2 | 0xF3)
 }
 
 /// Whether a one-byte opcode (8086..286 set) is followed by a ModR/M byte.

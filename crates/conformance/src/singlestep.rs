@@ -417,16 +417,9 @@ pub fn run_dir(
     if files.is_empty() {
         return Err(RunError::NoMatch(opts.only.clone().unwrap_or_default()));
     }
-    let revoked = match find_up(dir, "revocation_list.txt") {
-        Some(p) => {
-            let t = std::fs::read_to_string(&p).map_err(|e| RunError::Revocation {
-                path: p.clone(),
-                source: e,
-            })?;
-            parse_revocations(&t)
-        }
-        None => HashSet::new(),
-    };
+    // Revocation lists and metadata are looked up from each file's folder upwards (the
+    // suite keeps them beside or above its files, below the directory given).
+    let mut revocations: HashMap<PathBuf, HashSet<String>> = HashMap::new();
     let mut metas: HashMap<PathBuf, Metadata> = HashMap::new();
     let mut runner = Runner::new();
     let mut summary = Summary::default();
@@ -442,6 +435,20 @@ pub fn run_dir(
             metas.insert(fdir.clone(), m);
         }
         let meta = &metas[&fdir];
+        if !revocations.contains_key(&fdir) {
+            let r = match find_up(&fdir, "revocation_list.txt") {
+                Some(p) => {
+                    let t = std::fs::read_to_string(&p).map_err(|e| RunError::Revocation {
+                        path: p.clone(),
+                        source: e,
+                    })?;
+                    parse_revocations(&t)
+                }
+                None => HashSet::new(),
+            };
+            revocations.insert(fdir.clone(), r);
+        }
+        let revoked = &revocations[&fdir];
         let moo = moo::read_gz(&f.path).map_err(|e| RunError::Moo {
             path: f.path.clone(),
             source: e,

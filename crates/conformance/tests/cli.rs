@@ -158,3 +158,28 @@ fn fuzz_subcommand_prints_the_count_reached() {
     assert!(n >= 20_000, "{n}");
     assert!(out.contains("0 problems"), "{out}");
 }
+
+#[test]
+fn revoked_tests_are_skipped() {
+    // A suite layout like the real one: the list above the folder of the files.
+    let d = temp_dir("revoked");
+    let sub = d.join("v1_real_mode");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::copy(suite_file("90.MOO.gz"), sub.join("90.MOO.gz")).unwrap();
+    let moo = wasm86_conformance::moo::read_gz(&sub.join("90.MOO.gz")).unwrap();
+    let (a, b) = (moo.tests[0].hash_hex(), moo.tests[5].hash_hex());
+    assert_eq!(a.len(), 40);
+    std::fs::write(
+        d.join("revocation_list.txt"),
+        format!("# bad tests\n{a}\n{}\n", b.to_uppercase()),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["singlestep", d.to_str().unwrap()]);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(
+        out.contains("1000 tests in 1 files") || out.contains("998 tests in 1 files"),
+        "{out}"
+    );
+    assert!(out.contains(", 2 revoked skipped"), "{out}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
