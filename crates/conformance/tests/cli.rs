@@ -176,10 +176,7 @@ fn revoked_tests_are_skipped() {
     .unwrap();
     let (code, out, err) = run(&["singlestep", d.to_str().unwrap()]);
     assert_eq!(code, 0, "stderr: {err}");
-    assert!(
-        out.contains("1000 tests in 1 files") || out.contains("998 tests in 1 files"),
-        "{out}"
-    );
+    assert!(out.contains("998 tests in 1 files"), "{out}");
     assert!(out.contains(", 2 revoked skipped"), "{out}");
     std::fs::remove_dir_all(&d).unwrap();
 }
