@@ -322,15 +322,23 @@ async function refreshRegisters() {
 $("btn-regs").addEventListener("click", refreshRegisters);
 setInterval(() => { if ($("regs-auto").checked && !gone && vmState === "running") refreshRegisters(); }, 1000);
 
-/** HMP `xp /Nxb` lines -> hex and ASCII columns. */
+/** HMP `xp /Nxb` lines ("addr: 0x.. 0x..") -> 16 bytes a row with an ASCII column. */
 function hexView(text) {
-  const rows = [];
+  let start = null;
+  const bytes = [];
   for (const line of text.split(/\r?\n/)) {
     const m = /^([0-9a-f]+):((?:\s+0x[0-9a-f]{2})+)\s*$/i.exec(line);
     if (!m) { if (line.trim()) return text; continue; }
-    const bytes = m[2].trim().split(/\s+/).map((b) => parseInt(b, 16));
-    const ascii = bytes.map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
-    rows.push(`${m[1].slice(-8)}  ${bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ").padEnd(47)}  ${ascii}`);
+    if (start === null) start = BigInt(`0x${m[1]}`);
+    for (const b of m[2].trim().split(/\s+/)) bytes.push(parseInt(b, 16));
+  }
+  const rows = [];
+  for (let i = 0; i < bytes.length; i += 16) {
+    const row = bytes.slice(i, i + 16);
+    const addr = (start + BigInt(i)).toString(16).padStart(8, "0");
+    const hex = row.map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    const ascii = row.map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
+    rows.push(`${addr}  ${hex.padEnd(47)}  ${ascii}`);
   }
   return rows.join("\n");
 }

@@ -228,6 +228,28 @@ try {
     assert(out.some((m) => m.return?.status === "running"), `postMessage after the error: ${JSON.stringify(out)}`);
   });
 
+  await check("postMessage from an origin off the allow-list is ignored", async () => {
+    const got = await page.evaluate(async () => {
+      const seen = [];
+      const onMsg = (ev) => { if (ev.data && ev.data.evilGot) seen.push(ev.data.evilGot); };
+      window.addEventListener("message", onMsg);
+      const f = document.createElement("iframe");
+      f.sandbox = "allow-scripts"; // an opaque origin: "null", not on the allow-list
+      f.srcdoc = `<script>
+        addEventListener("message", (e) => parent.postMessage({ evilGot: e.data }, "*"));
+        parent.postMessage({ wasm86: "qmp", session: "evil", data: '{"execute": "qmp_capabilities"}' }, "*");
+        parent.postMessage({ wasm86: "qmp", session: "evil", data: '{"execute": "stop"}' }, "*");
+      <\/script>`;
+      document.body.appendChild(f);
+      await new Promise((r) => setTimeout(r, 1500));
+      f.remove();
+      window.removeEventListener("message", onMsg);
+      return seen;
+    });
+    eq(got, [], "replies to a foreign origin");
+    eq(await status(), "running", "its stop was not executed");
+  });
+
   await check("a WebSocket upgrade from a foreign Origin is refused", async () => {
     const line = await upgradeStatus("http://evil.example");
     assert(/^HTTP\/1\.1 403/.test(line), `foreign origin: ${line}`);
@@ -254,6 +276,17 @@ try {
     } finally {
       py.child.kill();
     }
+  });
+
+  await check("an image picked on the page boots in a new VM, and the relay reconnects", async () => {
+    await page.evaluate(() => { window.__started = 0; window.wasm86.on("started", () => { window.__started++; }); });
+    await page.setInputFiles("#guest-file", { name: "blank.img", mimeType: "application/octet-stream", buffer: Buffer.alloc(1474560) });
+    await page.click("#guest-form button[type=submit]");
+    await waitFor(() => page.evaluate(() => window.__started === 1 && window.wasm86.state === "running"), 30000, "the new VM");
+    eq(await status(), "running", "status of the new VM");
+    const hmpBlock = await qmp({ execute: "human-monitor-command", arguments: { "command-line": "info status" } });
+    assert(/running/.test(hmpBlock.return || ""), `info status: ${JSON.stringify(hmpBlock)}`);
+    await waitFor(() => page.evaluate(() => (document.getElementById("qmp-log").textContent.match(/relay: connected/g) || []).length >= 2), 15000, "the new worker's relay connection");
   });
 
   if (bootTests) {
