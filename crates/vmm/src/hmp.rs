@@ -96,6 +96,11 @@ pub fn table() -> HmpTable<Ctx> {
             "show block device statistics",
             info_blockstats,
         ),
+        (
+            "icount",
+            "show guest instructions retired and virtual time (wasm86)",
+            info_icount,
+        ),
     ];
     for (name, help, h) in info {
         if let Err(e) = t.register_info(name, "", "", help, *h) {
@@ -291,6 +296,14 @@ fn info_chardev(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
 
 fn info_mice(_: &mut Ctx, _: HmpArgs) -> Result<String, String> {
     Ok("* Mouse #0: QEMU PS/2 Mouse\n".into())
+}
+
+fn info_icount(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
+    Ok(format!(
+        "icount {} vtime_ns {}\n",
+        ctx.machine.icount(),
+        ctx.machine.now()
+    ))
 }
 
 fn info_network(_: &mut Ctx, _: HmpArgs) -> Result<String, String> {
