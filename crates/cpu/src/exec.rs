@@ -121,6 +121,8 @@ impl Cpu {
                 if let Some(hit) = self.exec_breakpoint() {
                     self.dr[6] |= hit as u32;
                     self.start_eip = self.eip;
+                    // A delivered exception takes one slot of the budget (see `Err` below).
+                    self.icount += 1;
                     if !self.raise(bus, Fault::new(vec::DB, None), false, false) {
                         return CpuExit::TripleFault;
                     }
@@ -148,6 +150,10 @@ impl Cpu {
                 Err(f) => {
                     self.db_hit = 0;
                     self.eip = self.start_eip;
+                    // The faulting instruction does not retire, but its exception takes one
+                    // slot of the budget: a handler that faults again at once (a fault loop)
+                    // must not keep `run` from reaching its limit.
+                    self.icount += 1;
                     if !self.raise(bus, f, false, false) {
                         return CpuExit::TripleFault;
                     }

@@ -400,7 +400,8 @@ impl Cpu {
         self.flush_tlb_all();
     }
 
-    /// Instructions retired since creation.
+    /// Instructions retired since creation. A delivered exception also counts as one (so
+    /// that a guest stuck in a fault loop still advances time and `run` returns).
     pub fn icount(&self) -> u64 {
         self.icount
     }

@@ -966,3 +966,29 @@ fn cr4_bits_without_a_feature_raise_gp() {
     assert_eq!(c.reg32(EBX), 0x4005);
     assert_eq!(c.registers().cr4, 0);
 }
+
+#[test]
+fn fault_loop_cannot_stall_run() {
+    // Flat PM, then pop ds (null), mov cr0, esp (PE=0, PG=0), mov edx, [eax]: #GP in real
+    // mode through an IVT that points at garbage that faults again, forever.
+    let mut b = bus();
+    b.load(0x4000, &[0x1F, 0x0F, 0x22, 0xC4, 0x8B, 0x10, 0xF4]);
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5000);
+    c.set_reg32(ESP, 0x7000);
+    b.write_u32(0x7000, 0);
+    let exit = c.run(&mut b, 10_000);
+    assert!(
+        matches!(
+            exit,
+            CpuExit::Limit | CpuExit::Halted | CpuExit::TripleFault
+        ),
+        "{exit:?}"
+    );
+    assert!(c.icount() <= 10_000);
+    // The same with a handler that faults on its first byte: every delivery counts.
+    let mut b = bus();
+    b.load(0x4000, &[0x0F, 0x0B]); // ud2
+    let mut c = pm_cpu(&mut b, 0x4000, 0x4000); // every vector -> the ud2 again
+    assert_eq!(c.run(&mut b, 500), CpuExit::Limit);
+    assert_eq!(c.icount(), 500);
+}
