@@ -8,9 +8,12 @@
 //! leads to its own `HLT` handler, so exceptions are delivered and `run` returns `Halted`;
 //! triple faults reset the state the same way.
 //!
+//! Random events join in: an interrupt request waiting on INTR, an NMI, a bus that asks
+//! `run` to return.
+//!
 //! Checked: no panic (caught and reported with the bytes), `run` never retires more than
 //! its limit, the instruction count never goes backwards, and every state reached survives
-//! a `state()`/`restore()` round trip.
+//! a `state()`/`restore()` round trip, and `ExitRequested` comes only when the bus asked.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -107,6 +110,27 @@ mod sel {
     pub const CODE16: u16 = 0x18;
     pub const DATA16: u16 = 0x20;
     pub const TSS: u16 = 0x28;
+}
+
+/// Asynchronous events offered to the CPU during a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Events {
+    /// A vector waiting on the INTR line (delivered once the code sets IF).
+    pub irq: Option<u8>,
+    /// An NMI raised before the stream.
+    pub nmi: bool,
+    /// The bus asks `run` to return (`run` polls it at least after every I/O or MMIO access).
+    pub exit_request: bool,
+}
+
+impl Events {
+    fn random(rng: &mut Rng) -> Events {
+        Events {
+            irq: rng.chance(10).then(|| 0x20 + rng.below(0xE0) as u8),
+            nmi: rng.chance(2),
+            exit_request: rng.chance(5),
+        }
+    }
 }
 
 /// Fuzzer settings.
@@ -781,9 +805,10 @@ impl Fuzzer {
             let mode = self.modes[mi].mode;
             let code = gen_code(&mut rng, mode.code32(), layout::CODE_LEN);
             let regs: [u32; 8] = std::array::from_fn(|_| random_reg(&mut rng));
+            let events = Events::random(&mut rng);
             if watchdog.is_some() {
                 let what = format!(
-                    "seed {} stream {stream} mode {} registers {:08x?} code [{}]",
+                    "seed {} stream {stream} mode {} registers {:08x?} {events:?} code [{}]",
                     cfg.seed,
                     mode.name(),
                     regs,
@@ -794,7 +819,7 @@ impl Fuzzer {
                 }
             }
             let result = catch_unwind(AssertUnwindSafe(|| {
-                self.stream(mi, &code, &regs, cfg.stream_budget)
+                self.stream(mi, &code, &regs, &events, cfg.stream_budget)
             }));
             stats.streams += 1;
             stats.per_mode[Mode::ALL.iter().position(|m| *m == mode).unwrap_or(0)] += 1;
@@ -858,6 +883,7 @@ impl Fuzzer {
         mode: Mode,
         code: &[u8],
         regs: &[u32; 8],
+        events: &Events,
         budget: u64,
     ) -> Result<(CpuExit, u64, u32), String> {
         let mi = self
@@ -865,7 +891,7 @@ impl Fuzzer {
             .iter()
             .position(|m| m.mode == mode)
             .ok_or_else(|| format!("mode {} was not entered", mode.name()))?;
-        self.stream(mi, code, regs, budget)
+        self.stream(mi, code, regs, events, budget)
     }
 
     /// Runs one stream; returns the exit, the instructions retired and EIP at the end.
@@ -874,6 +900,7 @@ impl Fuzzer {
         mi: usize,
         code: &[u8],
         regs: &[u32; 8],
+        events: &Events,
         budget: u64,
     ) -> Result<(CpuExit, u64, u32), String> {
         let h = &mut self.h;
@@ -889,10 +916,21 @@ impl Fuzzer {
         }
         h.cpu.set_eip(layout::CODE);
         h.bus.io_log.clear();
+        h.bus.pending_irqs.clear();
+        h.bus.pending_irqs.extend(events.irq);
+        h.bus.exit = events.exit_request;
+        if events.nmi {
+            h.cpu.raise_nmi();
+        }
         let before = h.cpu.icount();
         let limit = before + budget;
         let exit = h.cpu.run(&mut h.bus, limit);
         let after = h.cpu.icount();
+        h.bus.exit = false;
+        h.bus.pending_irqs.clear();
+        if exit == CpuExit::ExitRequested && !events.exit_request {
+            return Err("run returned ExitRequested although the bus never asked".into());
+        }
         if after > limit {
             return Err(format!(
                 "run retired {} instructions with a limit of {budget}",
