@@ -460,6 +460,7 @@ function onWorkerMessage(ev) {
     case "file": addFile(m.name, m.data); break;
     case "relay": qlog("resp", `relay: ${m.state}`); emit("relay", m.state); break;
     case "warning": qlog("error", m.message); break;
+    case "image": qlog("resp", `image ${m.name} (${m.size} bytes) is ready: change ide1-cd0 "${m.name}"  (or floppy0, ide0-hd0)`); break;
     case "quit":
       vmGone("off");
       $("mips").textContent = "";
@@ -531,6 +532,13 @@ $("guest-form").addEventListener("submit", (e) => {
     return;
   }
   startVm(common(GUESTS[$("guest-kind").value] || LINUX));
+});
+$("change-file").addEventListener("change", async (e) => {
+  for (const f of e.target.files) {
+    const data = new Uint8Array(await f.arrayBuffer());
+    if (worker && !gone) worker.postMessage({ type: "put-image", name: f.name, data }, [data.buffer]);
+  }
+  e.target.value = "";
 });
 document.addEventListener("dragover", (e) => e.preventDefault());
 document.addEventListener("drop", (e) => {

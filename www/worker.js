@@ -5,10 +5,11 @@
 //
 // Messages from the page: start {config}, qmp {text, transfer}, post-open {session},
 // post-in {session, data, transfer}, post-close {session}, key {codes}, mouse {dx,dy,dz,buttons},
-// serial-in {data}, relay {url}, remove-file {name}.
+// serial-in {data}, relay {url}, remove-file {name}, put-image {name, data}.
 // Messages to the page: started {commands}, status {state, mips}, serial {data}, frame {frame},
 // qmp-reply {reply}, event {event}, post-out {session, data}, file {name, data},
-// progress {label, got, total}, relay {state}, warning {message}, quit, fatal {message}.
+// progress {label, got, total}, relay {state}, image {name, size}, warning {message}, quit,
+// fatal {message}.
 import init, { WasmVm } from "/pkg/wasm86_web.js";
 
 const SLICE_MS = 10; // host time per run() call; the worker answers messages in between
@@ -277,6 +278,7 @@ self.onmessage = async (ev) => {
       case "serial-in": if (vm && !quit) { vm.send_serial(new TextEncoder().encode(m.data)); kick(); } break;
       case "relay": relay.connect(m.url); break;
       case "remove-file": if (vm) vm.remove_file(m.name); break;
+      case "put-image": if (vm && !quit) { vm.put_image(m.name, m.data); post({ type: "image", name: m.name, size: m.data.length }); } break;
     }
   } catch (e) {
     if (m.type === "start" || !vm) fatal(e);

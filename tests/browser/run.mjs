@@ -278,6 +278,16 @@ try {
     }
   });
 
+  await check("an image given to the page is inserted with QMP change", async () => {
+    await page.setInputFiles("#change-file", { name: "disc.iso", mimeType: "application/octet-stream", buffer: Buffer.alloc(8 * 2048, 0x42) });
+    await waitFor(() => page.evaluate(() => /image disc\.iso \(16384 bytes\) is ready/.test(document.getElementById("qmp-log").textContent)), 10000, "the image in the worker");
+    eq(await qmp({ execute: "change", arguments: { device: "ide1-cd0", target: "disc.iso" } }), { return: {} }, "change");
+    const blocks = (await qmp("query-block")).return || [];
+    const cd = blocks.find((b) => b.device === "ide1-cd0");
+    eq(cd?.inserted?.file, "disc.iso", "query-block ide1-cd0");
+    eq((await qmp({ execute: "change", arguments: { device: "ide1-cd0", target: "/etc/hostname" } })).error?.class, "OpenFileFailed", "a host path");
+  });
+
   await check("an image picked on the page boots in a new VM, and the relay reconnects", async () => {
     await page.evaluate(() => { window.__started = 0; window.wasm86.on("started", () => { window.__started++; }); });
     await page.setInputFiles("#guest-file", { name: "blank.img", mimeType: "application/octet-stream", buffer: Buffer.alloc(1474560) });

@@ -16,10 +16,6 @@ pub const MAX_MEMORY_MIB: u32 = 2048;
 /// Default guest RAM in MiB.
 pub const DEFAULT_MEMORY_MIB: u32 = 128;
 
-/// IDE drive indexes as the board numbers them.
-const IDE0_HD0: usize = 0;
-const IDE1_CD0: usize = 2;
-
 /// The `config` object the worker passes. Every field is optional; unknown fields are refused
 /// so that a typo does not go unnoticed.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -248,36 +244,15 @@ pub fn build(
     mc.floppy0_type = floppy0_type;
     mc.hd_present = [hda.is_some(), false];
     let mut machine = Machine::new(mc)?;
-    let board = machine.board_mut();
-    if let Some(data) = hda {
-        let size = data.len() as u64;
-        board.ide.attach_disk(IDE0_HD0, size, false);
-        board.drives[IDE0_HD0] = Some(BlockDevice::new(Box::new(MemBackend::new(
-            data, false, "hda",
-        ))));
-    }
-    // The PC has its CD-ROM drive at ide1-cd0 whether or not a disc is in it.
-    board.ide.attach_cdrom(IDE1_CD0);
-    if let Some(data) = cdrom {
-        let size = data.len() as u64;
-        board
-            .ide
-            .insert_medium(IDE1_CD0, size, true)
-            .map_err(|e| ConfigError::BadImage("cdrom", format!("{e:?}")))?;
-        board.drives[IDE1_CD0] = Some(BlockDevice::new(Box::new(MemBackend::new(
-            data, true, "cdrom",
-        ))));
-    }
-    if let Some(data) = fda {
-        let size = data.len() as u64;
-        board
-            .fdc
-            .insert_medium(0, size, false)
-            .map_err(|e| ConfigError::BadImage("fda", e.to_string()))?;
-        board.floppies[0] = Some(BlockDevice::new(Box::new(MemBackend::new(
-            data, false, "fda",
-        ))));
-    }
+    let mem = |data: Vec<u8>, ro: bool, name: &str| {
+        BlockDevice::new(Box::new(MemBackend::new(data, ro, name.to_string())))
+    };
+    machine.attach_drives(
+        hda.map(|d| mem(d, false, "hda")),
+        None,
+        cdrom.map(|d| mem(d, true, "cdrom")),
+        fda.map(|d| mem(d, false, "fda")),
+    )?;
     let vm = VmConfig {
         name: cfg.name.clone().filter(|n| !n.is_empty()),
         uuid: cfg.uuid.clone().filter(|u| !u.is_empty()),
@@ -419,14 +394,8 @@ mod tests {
         assert_eq!(vm.name.as_deref(), Some("t"));
         assert!(!vm.start_paused && !vm.deterministic);
         let b = m.board_mut();
-        assert_eq!(
-            b.drives[IDE0_HD0].as_ref().map(BlockDevice::size),
-            Some(1 << 20)
-        );
-        assert_eq!(
-            b.drives[IDE1_CD0].as_ref().map(BlockDevice::read_only),
-            Some(true)
-        );
+        assert_eq!(b.drives[0].as_ref().map(BlockDevice::size), Some(1 << 20));
+        assert_eq!(b.drives[2].as_ref().map(BlockDevice::read_only), Some(true));
         assert_eq!(
             b.floppies[0].as_ref().map(BlockDevice::size),
             Some(1_474_560)

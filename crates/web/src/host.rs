@@ -2,8 +2,13 @@
 
 use crate::files::FileStore;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
+use wasm86_block::{BlockBackend, BlockError, MemBackend};
 use wasm86_vmm::Host;
+
+/// Images the page supplied by name (picked or dropped files) for `change`.
+pub type Images = Rc<RefCell<BTreeMap<String, Vec<u8>>>>;
 
 /// The value `query-cpus` reports as `thread_id` in a browser. A Web Worker has no OS thread
 /// id that a page could use; wasm86 reports 1 for the worker that runs the VM (and would
@@ -14,13 +19,23 @@ pub const WORKER_THREAD_ID: i64 = 1;
 pub struct WebHost {
     clock_ms: Box<dyn Fn() -> f64>,
     files: Rc<RefCell<FileStore>>,
+    images: Images,
 }
 
 impl WebHost {
-    /// A host whose wall clock is `clock_ms` (ms since the Unix epoch, as `Date.now()`) and
-    /// whose files go to `files` (shared with the adapter that hands them to the page).
-    pub fn new(clock_ms: Box<dyn Fn() -> f64>, files: Rc<RefCell<FileStore>>) -> WebHost {
-        WebHost { clock_ms, files }
+    /// A host whose wall clock is `clock_ms` (ms since the Unix epoch, as `Date.now()`), whose
+    /// files go to `files` (shared with the adapter that hands them to the page), and whose
+    /// `change` opens the page's `images` (else a file of the store) by name.
+    pub fn new(
+        clock_ms: Box<dyn Fn() -> f64>,
+        files: Rc<RefCell<FileStore>>,
+        images: Images,
+    ) -> WebHost {
+        WebHost {
+            clock_ms,
+            files,
+            images,
+        }
     }
 }
 
@@ -44,6 +59,29 @@ impl Host for WebHost {
     fn thread_id(&self) -> i64 {
         WORKER_THREAD_ID
     }
+
+    /// `change DEVICE NAME`: NAME is an image the page supplied, or a file of the store (a
+    /// `memsave` output, say). The medium is a copy in memory: guest writes to a disk or
+    /// floppy stay in the VM. Host paths and URLs are not reachable this way.
+    fn open_block(
+        &mut self,
+        name: &str,
+        read_only: bool,
+    ) -> Result<Box<dyn BlockBackend>, BlockError> {
+        let data = self
+            .images
+            .borrow()
+            .get(name)
+            .cloned()
+            .or_else(|| self.files.borrow().get(name).map(<[u8]>::to_vec));
+        match data {
+            Some(d) => Ok(Box::new(MemBackend::new(d, read_only, name.to_string()))),
+            None => Err(BlockError::OpenFileFailed {
+                filename: name.to_string(),
+                reason: "no image of that name was given to the page".into(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -53,14 +91,32 @@ mod tests {
     #[test]
     fn host_clock_files_and_thread_id() {
         let files = Rc::new(RefCell::new(FileStore::new(8)));
-        let mut h = WebHost::new(Box::new(|| 1_700_000_000_123.5), files.clone());
+        let images = Images::default();
+        let mut h = WebHost::new(Box::new(|| 1_700_000_000_123.5), files.clone(), images);
         assert_eq!(h.wall_clock_us(), 1_700_000_000_123_500);
         assert_eq!(h.thread_id(), WORKER_THREAD_ID);
         h.write_file("a", b"1234").unwrap();
         let e = h.write_file("b", b"12345").unwrap_err();
         assert!(e.contains("file store is full"), "{e}");
         assert_eq!(files.borrow().get("a"), Some(&b"1234"[..]));
-        let nan = WebHost::new(Box::new(|| f64::NAN), files);
+        let nan = WebHost::new(Box::new(|| f64::NAN), files, Images::default());
         assert_eq!(nan.wall_clock_us(), 0);
+    }
+
+    #[test]
+    fn open_block_finds_page_images_then_store_files() {
+        let files = Rc::new(RefCell::new(FileStore::new(1 << 20)));
+        let images = Images::default();
+        images.borrow_mut().insert("disc.iso".into(), vec![7; 4096]);
+        files.borrow_mut().write("dump.bin", &[1; 512]).unwrap();
+        let mut h = WebHost::new(Box::new(|| 0.0), files, images);
+        let b = h.open_block("disc.iso", true).unwrap();
+        assert_eq!(b.size(), 4096);
+        assert!(b.read_only());
+        assert_eq!(h.open_block("dump.bin", false).unwrap().size(), 512);
+        for missing in ["/etc/passwd", "http://example.com/x.iso", "nope"] {
+            let e = h.open_block(missing, true).err().expect("refused");
+            assert_eq!(e.to_string(), format!("Could not open '{missing}'"));
+        }
     }
 }

@@ -283,6 +283,7 @@ mod tests {
         let host = WebHost::new(
             Box::new(|| 0.0),
             Rc::new(RefCell::new(FileStore::default())),
+            Default::default(),
         );
         Vm::new(machine, vc, Box::new(host))
     }

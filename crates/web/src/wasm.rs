@@ -6,7 +6,7 @@
 
 use crate::config::{self, Images};
 use crate::files::FileStore;
-use crate::host::WebHost;
+use crate::host::{self, WebHost};
 use crate::runner::Runner;
 use js_sys::{Array, Object, Reflect, Uint8Array, Uint8ClampedArray};
 use std::cell::RefCell;
@@ -78,6 +78,7 @@ pub struct WasmVm {
     vm: Vm,
     runner: Runner,
     files: Rc<RefCell<FileStore>>,
+    images: host::Images,
     force_frame: bool,
 }
 
@@ -103,11 +104,13 @@ impl WasmVm {
         let (machine, vm_config) = config::build(&cfg, images, js_sys::Date::now())
             .map_err(|e| JsError::new(&e.to_string()))?;
         let files = Rc::new(RefCell::new(FileStore::default()));
-        let host = WebHost::new(Box::new(js_sys::Date::now), files.clone());
+        let images = host::Images::default();
+        let host = WebHost::new(Box::new(js_sys::Date::now), files.clone(), images.clone());
         Ok(WasmVm {
             vm: Vm::new(machine, vm_config, Box::new(host)),
             runner: Runner::new(),
             files,
+            images,
             force_frame: true,
         })
     }
@@ -245,6 +248,22 @@ impl WasmVm {
     /// existed.
     pub fn remove_file(&mut self, name: &str) -> bool {
         self.files.borrow_mut().remove(name)
+    }
+
+    /// Makes an image (a file the user picked or dropped) available by `name` to QMP
+    /// `change DEVICE NAME`. Replaces an image of the same name.
+    pub fn put_image(&mut self, name: &str, data: Vec<u8>) -> Result<(), JsError> {
+        if name.is_empty() || name.len() > crate::files::MAX_NAME_LEN {
+            return Err(JsError::new("image name: 1 to 255 bytes"));
+        }
+        self.images.borrow_mut().insert(name.to_string(), data);
+        Ok(())
+    }
+
+    /// Names of the images given with [`WasmVm::put_image`], as a JSON array.
+    pub fn image_names(&self) -> String {
+        let names: Vec<String> = self.images.borrow().keys().cloned().collect();
+        serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
     }
 
     /// The names of the registered QMP commands as a JSON array.

@@ -263,3 +263,26 @@ fn bad_config_and_images_are_errors_not_panics() {
     let e = error_text(WasmVm::new(JsValue::from_str("nope"), bios()));
     assert!(e.contains("invalid VM config"), "{e}");
 }
+
+#[wasm_bindgen_test]
+fn change_opens_images_the_page_supplied_and_nothing_else() {
+    let mut vm = ok_vm(false);
+    vm.put_image("disc.iso", vec![0x42; 8 * 2048]).unwrap();
+    assert!(vm.put_image("", vec![]).is_err());
+    assert_eq!(vm.image_names(), r#"["disc.iso"]"#);
+    let page = vm.session_open(false);
+    let change = |target: &str| {
+        format!(
+            r#"{{"execute": "change", "arguments": {{"device": "ide1-cd0", "target": "{target}"}}}}"#
+        )
+    };
+    vm.session_feed(page, change("/etc/passwd").as_bytes(), JsValue::NULL);
+    let out = take(&mut vm, page);
+    assert!(out.contains("\"class\": \"OpenFileFailed\""), "{out}");
+    vm.session_feed(page, change("disc.iso").as_bytes(), JsValue::NULL);
+    let out = take(&mut vm, page);
+    assert!(out.ends_with("{\"return\": {}}\r\n"), "{out}");
+    vm.session_feed(page, b"{\"execute\": \"query-block\"}", JsValue::NULL);
+    let out = take(&mut vm, page);
+    assert!(out.contains("\"file\": \"disc.iso\""), "{out}");
+}
