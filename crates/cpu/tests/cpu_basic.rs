@@ -992,3 +992,28 @@ fn fault_loop_cannot_stall_run() {
     assert_eq!(c.run(&mut b, 500), CpuExit::Limit);
     assert_eq!(c.icount(), 500);
 }
+
+#[test]
+fn bit_ops_with_register_offsets_address_memory_beyond_the_operand() {
+    let mut b = bus();
+    b.write_u32(0x6010, 0);
+    b.load(
+        0x4000,
+        &[
+            0xB8, 0x85, 0, 0, 0, // mov eax, 133 (dword 4, bit 5)
+            0xF0, 0x0F, 0xAB, 0x05, 0x00, 0x60, 0, 0, // lock bts [0x6000], eax
+            0x0F, 0x92, 0xC1, // setc cl (old bit: 0)
+            0x0F, 0xA3, 0x05, 0x00, 0x60, 0, 0, // bt [0x6000], eax
+            0x0F, 0x92, 0xC5, // setc ch (now 1)
+            0xB8, 0xFF, 0xFF, 0xFF, 0xFF, // mov eax, -1 (dword -1, bit 31)
+            0x0F, 0xAB, 0x05, 0x10, 0x60, 0,
+            0, // bts [0x6010], eax -> sets bit 31 of [0x600c]
+            0xF4,
+        ],
+    );
+    let mut c = pm_cpu(&mut b, 0x4000, 0x5000);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(b.read_u32(0x6010), 1 << 5);
+    assert_eq!(c.reg32(ECX) & 0xFFFF, 0x0100);
+    assert_eq!(b.read_u32(0x600C), 1 << 31);
+}
