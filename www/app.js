@@ -24,6 +24,7 @@ const listeners = new Map();
 let worker = null;
 let pending = []; // FIFO of {resolve, reject}: the page door's replies come in request order
 let commandNames = [];
+let commandArgs = new Map(); // command name -> [{name, type, optional}]
 let gone = true;
 let vmState = "loading";
 
@@ -279,20 +280,45 @@ $("qmp-input").addEventListener("keydown", (e) => {
   const input = $("qmp-input");
   if (e.key === "ArrowUp" && histPos > 0) { input.value = history[--histPos]; e.preventDefault(); }
   else if (e.key === "ArrowDown") { histPos = Math.min(history.length, histPos + 1); input.value = history[histPos] || ""; e.preventDefault(); }
-  else if (e.key === "Tab") {
-    e.preventDefault();
-    const v = input.value;
-    if (/\s/.test(v.trim()) || v.startsWith("{")) return;
-    const hits = commandNames.filter((c) => c.startsWith(v.trim()));
-    if (hits.length === 1) input.value = `${hits[0]} `;
-    else if (hits.length > 1) {
-      let p = hits[0];
-      for (const h of hits) while (!h.startsWith(p)) p = p.slice(0, -1);
-      input.value = p;
-      qlog("resp", hits.join("  "));
-    }
-  }
+  else if (e.key === "Tab") { e.preventDefault(); complete(input); }
 });
+$("qmp-input").addEventListener("input", () => showSignature());
+
+function commonPrefix(list) {
+  let p = list[0] || "";
+  for (const h of list) while (!h.startsWith(p)) p = p.slice(0, -1);
+  return p;
+}
+
+/** Tab: completes the command name, then argument names (name=) not given yet. */
+function complete(input) {
+  const v = input.value;
+  if (/^\s*[{[!/]/.test(v)) return;
+  const parts = v.trimStart().split(/\s+/);
+  if (parts.length === 1) {
+    const hits = commandNames.filter((c) => c.startsWith(parts[0]));
+    if (hits.length === 1) input.value = `${hits[0]} `;
+    else if (hits.length > 1) { input.value = commonPrefix(hits); qlog("resp", hits.join("  ")); }
+    showSignature();
+    return;
+  }
+  const last = parts[parts.length - 1];
+  if (last.includes("=")) return;
+  const given = new Set(parts.slice(1, -1).map((w) => w.split("=")[0]));
+  const hits = (commandArgs.get(parts[0]) || []).map((a) => a.name).filter((n) => n.startsWith(last) && !given.has(n));
+  const head = v.slice(0, v.length - last.length);
+  if (hits.length === 1) input.value = `${head}${hits[0]}=`;
+  else if (hits.length > 1) { input.value = head + commonPrefix(hits); qlog("resp", hits.join("  ")); }
+}
+
+/** Under the input: the arguments of the command being typed. */
+function showSignature() {
+  const name = $("qmp-input").value.trimStart().split(/\s+/)[0];
+  const args = commandArgs.get(name);
+  $("qmp-hint").textContent = args
+    ? `${name} ${args.map((a) => (a.optional ? `[${a.name}:${a.type}]` : `${a.name}:${a.type}`)).join(" ") || "(no arguments)"}`
+    : "";
+}
 
 // ---- run controls, registers, memory ----------------------------------------------------------
 const button = (id, cmd) => $(id).addEventListener("click", () => submit(cmd));
@@ -452,6 +478,7 @@ function onWorkerMessage(ev) {
       break;
     case "started":
       commandNames = m.commands;
+      commandArgs = new Map((m.table || []).map((c) => [c.name, c.args]));
       $("qmp-completions").innerHTML = "";
       for (const c of commandNames) { const o = document.createElement("option"); o.value = c; $("qmp-completions").appendChild(o); }
       setState(m.state);

@@ -6,7 +6,7 @@
 // Messages from the page: start {config}, qmp {text, transfer}, post-open {session},
 // post-in {session, data, transfer}, post-close {session}, key {codes}, mouse {dx,dy,dz,buttons},
 // serial-in {data}, relay {url}, remove-file {name}, put-image {name, data}.
-// Messages to the page: started {commands}, status {state, mips}, serial {data}, frame {frame},
+// Messages to the page: started {commands, table}, status {state, mips}, serial {data}, frame {frame},
 // qmp-reply {reply}, event {event}, post-out {session, data}, file {name, data},
 // progress {label, got, total}, relay {state}, image {name, size}, warning {message}, quit,
 // fatal {message}.
@@ -170,7 +170,7 @@ async function start(cfg) {
   }, files);
   pageSession = vm.session_open(false);
   sessions.set(pageSession, { kind: "page" });
-  post({ type: "started", commands: JSON.parse(vm.command_names()), state: vm.state() });
+  post({ type: "started", commands: JSON.parse(vm.command_names()), table: JSON.parse(vm.command_table()), state: vm.state() });
   if (cfg.qmpRelay) relay.connect(cfg.qmpRelay);
   kick();
 }

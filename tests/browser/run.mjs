@@ -128,6 +128,23 @@ try {
     eq(byString.return?.qemu, { major: 1, minor: 1, micro: 0 }, "query-version");
   });
 
+  await check("the QMP console completes command and argument names and answers short forms", async () => {
+    const input = page.locator("#qmp-input");
+    await input.fill("screend");
+    await input.press("Tab");
+    eq(await input.inputValue(), "screendump ", "command name");
+    await input.press("f");
+    await input.press("Tab");
+    eq(await input.inputValue(), "screendump filename=", "argument name");
+    assert((await page.textContent("#qmp-hint")).includes("filename:string"), "signature hint");
+    await input.fill("query-name");
+    await input.press("Enter");
+    await waitFor(() => page.evaluate(() => /"return": \{/.test(document.getElementById("qmp-log").textContent)), 5000, "the pretty-printed answer");
+    await input.fill("eject device=no-such-drive");
+    await input.press("Enter");
+    await waitFor(() => page.evaluate(() => [...document.querySelectorAll("#qmp-log .error")].some((d) => d.textContent.includes("DeviceNotFound"))), 5000, "the error, highlighted");
+  });
+
   await check("stop pauses the VM, with STOP in the event log and through wasm86.on", async () => {
     const before = await page.evaluate(() => window.__events.length);
     eq(await qmp("stop"), { return: {} }, "stop");

@@ -26,3 +26,55 @@ pub mod runner;
 mod wasm;
 
 pub use wasm::WasmVm;
+
+/// The VM's QMP command table for the page's completion: `[{"name", "args": [{"name",
+/// "type", "optional"}]}]` in table order, derived from the one table the VM dispatches with
+/// (`wasm86_vmm::registry::table`).
+pub fn command_table() -> serde_json::Value {
+    let table = wasm86_vmm::registry::table();
+    let commands: Vec<serde_json::Value> = table
+        .names()
+        .filter_map(|n| table.get(n))
+        .map(|c| {
+            let args: Vec<serde_json::Value> = c
+                .args()
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "name": a.name,
+                        "type": a.kind.expected(),
+                        "optional": a.optional,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "name": c.name(), "args": args })
+        })
+        .collect();
+    serde_json::Value::Array(commands)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_table_lists_arguments() {
+        let t = super::command_table();
+        let cmds = t.as_array().expect("array");
+        let find = |n: &str| cmds.iter().find(|c| c["name"] == n).cloned();
+        let dump = find("screendump").expect("screendump");
+        assert_eq!(dump["args"][0]["name"], "filename");
+        assert_eq!(dump["args"][0]["type"], "string");
+        assert_eq!(dump["args"][0]["optional"], false);
+        let eject = find("eject").expect("eject");
+        let force = eject["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "force");
+        assert_eq!(force.expect("force")["optional"], true);
+        assert_eq!(
+            find("query-status").expect("query-status")["args"],
+            serde_json::json!([])
+        );
+        assert!(find("no-such").is_none());
+    }
+}

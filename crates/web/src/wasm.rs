@@ -266,6 +266,12 @@ impl WasmVm {
         serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
     }
 
+    /// The command table with argument names, types and optionality, as JSON (for the
+    /// console's completion): see [`crate::command_table`].
+    pub fn command_table(&self) -> String {
+        crate::command_table().to_string()
+    }
+
     /// The names of the registered QMP commands as a JSON array.
     pub fn command_names(&self) -> String {
         serde_json::to_string(&self.vm.command_names()).unwrap_or_else(|_| "[]".into())
