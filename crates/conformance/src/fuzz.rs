@@ -5,8 +5,9 @@
 //! mode is entered once by a small guest boot stub (LGDT/LIDT, CR0, far jump, segment loads,
 //! paging on); its CPU state is saved and restored before every random stream, together with
 //! the low system area (IVT, GDT, IDT, page tables, handlers, stack). Every exception vector
-//! leads to its own `HLT` handler, so exceptions are delivered and `run` returns `Halted`;
-//! triple faults reset the state the same way.
+//! has a handler that counts it and returns (IRET) into the next 64-byte chunk of random code,
+//! so exceptions are delivered and execution continues; a stream ends at its instruction
+//! budget, a HLT, a triple fault (the state is reset for the next stream) or an exit request.
 //!
 //! Random events join in: an interrupt request waiting on INTR, an NMI, a bus that asks
 //! `run` to return.
@@ -67,7 +68,9 @@ impl Mode {
     }
 }
 
-/// Physical layout of the system area (restored before every stream).
+/// Physical layout of the system area (restored before every stream). Every exception
+/// handler counts its vector, then returns (IRET) into the next chunk of random code, so a
+/// stream goes on after exceptions.
 mod layout {
     /// Real-mode IVT (256 far pointers).
     pub const IVT: u32 = 0x0000;
@@ -81,8 +84,20 @@ mod layout {
     pub const IVTR: u32 = 0x0F10;
     /// IDT (256 gates).
     pub const IDT: u32 = 0x1000;
-    /// Exception handlers: vector `v` at `HANDLERS + 4 * v`: `HLT; JMP $-1`.
+    /// Per-vector counters (u32) that the handlers increment.
+    pub const COUNTS: u32 = 0x0400;
+    /// Offset of the current chunk of random code, advanced by every handler.
+    pub const NEXT: u32 = 0x0F20;
+    /// Common tail of the 32-bit (protected-mode and V86) handlers.
+    pub const TAIL32: u32 = 0x0E00;
+    /// Common tail of the real-mode handlers.
+    pub const TAIL16: u32 = 0x0E80;
+    /// 32-bit handler stubs: vector `v` at `HANDLERS + 16 * v`.
     pub const HANDLERS: u32 = 0x2000;
+    /// Real-mode handler stubs: vector `v` at `HANDLERS16 + 16 * v` (above the stack).
+    pub const HANDLERS16: u32 = 0x7000;
+    /// Size of one chunk of random code: an exception resumes at the next chunk.
+    pub const CHUNK: u32 = 64;
     /// Page directory.
     pub const PD: u32 = 0x3000;
     /// 32-bit TSS (ESP0/SS0 for interrupts from V86 mode).
@@ -160,7 +175,7 @@ impl Default for Config {
             seed: 1,
             count: 1_000_000,
             time_limit: None,
-            stream_budget: 64,
+            stream_budget: 256,
         }
     }
 }
@@ -189,7 +204,9 @@ pub struct Stats {
     pub exits: [u64; 4],
     /// Streams per mode (in [`Mode::ALL`] order).
     pub per_mode: [u64; 5],
-    /// How often each exception handler was reached.
+    /// Streams whose handler counters the random code overwrote (not in `vectors`).
+    pub counts_lost: u64,
+    /// How often each exception handler ran (counted by the handlers themselves).
     pub vectors: Vec<u64>,
     /// Problems (at most [`MAX_FINDINGS`] kept).
     pub findings: Vec<Finding>,
@@ -253,8 +270,10 @@ impl Stats {
         let soft: u64 = self.vectors.iter().skip(32).sum();
         if !vecs.is_empty() || soft > 0 {
             s.push_str(&format!(
-                "\nhandlers reached (vector:count): {}; vectors 32-255 (INT n): {soft}\n",
-                vecs.join(" ")
+                "\nhandlers run (vector:count): {}; vectors 32-255 (INT n): {soft}; \
+                 streams with overwritten counters: {}\n",
+                vecs.join(" "),
+                self.counts_lost
             ));
         }
         for e in &self.mode_errors {
@@ -534,6 +553,96 @@ fn gate32(offset: u32, selector: u16) -> [u8; 8] {
     ]
 }
 
+/// Tail of the 32-bit handlers (ring 0, flat code). On entry: [esp] = the interrupted EAX,
+/// [esp+4] = the return EIP, EAX = vector. Counts the vector, advances NEXT and returns into
+/// that chunk.
+fn tail32() -> Vec<u8> {
+    let mut c = vec![
+        0x1E, // push ds
+        0x50, // push eax (vector)
+        0x66,
+        0xB8,
+        sel::DATA32 as u8,
+        0, // mov ax,DATA32
+        0x8E,
+        0xD8, // mov ds,ax
+        0x58, // pop eax
+        0xFF,
+        0x04,
+        0x85, // inc dword [COUNTS+eax*4]
+    ];
+    c.extend_from_slice(&layout::COUNTS.to_le_bytes());
+    c.push(0xA1);
+    c.extend_from_slice(&layout::NEXT.to_le_bytes()); // mov eax,[NEXT]
+    c.extend_from_slice(&[0x83, 0xC0, layout::CHUNK as u8]); // add eax,CHUNK
+    c.push(0x25);
+    c.extend_from_slice(&(layout::CODE_LEN as u32 - 1).to_le_bytes()); // and eax,CODE_LEN-1
+    c.push(0xA3);
+    c.extend_from_slice(&layout::NEXT.to_le_bytes()); // mov [NEXT],eax
+    c.push(0x05);
+    c.extend_from_slice(&layout::CODE.to_le_bytes()); // add eax,CODE
+    c.extend_from_slice(&[0x89, 0x44, 0x24, 0x08]); // mov [esp+8],eax (return EIP)
+    c.extend_from_slice(&[0x1F, 0x58, 0xCF]); // pop ds; pop eax; iretd
+    c
+}
+
+/// Tail of the real-mode handlers. On entry: [sp] = the interrupted AX, then IP, CS, FLAGS;
+/// AX = vector. Counts the vector and returns to 0000:CODE+NEXT.
+fn tail16() -> Vec<u8> {
+    let counts = (layout::COUNTS as u16).to_le_bytes();
+    let next = (layout::NEXT as u16).to_le_bytes();
+    let code = (layout::CODE as u16).to_le_bytes();
+    vec![
+        0x1E, // push ds
+        0x53, // push bx
+        0x89,
+        0xC3, // mov bx,ax
+        0x31,
+        0xC0, // xor ax,ax
+        0x8E,
+        0xD8, // mov ds,ax
+        0xC1,
+        0xE3,
+        0x02, // shl bx,2
+        0x66,
+        0xFF,
+        0x87,
+        counts[0],
+        counts[1], // inc dword [bx+COUNTS]
+        0xA1,
+        next[0],
+        next[1], // mov ax,[NEXT]
+        0x83,
+        0xC0,
+        layout::CHUNK as u8, // add ax,CHUNK
+        0x25,
+        (layout::CODE_LEN - 1) as u8,
+        ((layout::CODE_LEN - 1) >> 8) as u8, // and ax,LEN-1
+        0xA3,
+        next[0],
+        next[1], // mov [NEXT],ax
+        0x05,
+        code[0],
+        code[1], // add ax,CODE
+        0x89,
+        0xE3, // mov bx,sp
+        0x36,
+        0x89,
+        0x47,
+        0x06, // mov [ss:bx+6],ax (IP)
+        0x36,
+        0xC7,
+        0x47,
+        0x08,
+        0,
+        0, // mov word [ss:bx+8],0 (CS)
+        0x5B,
+        0x1F,
+        0x58,
+        0xCF, // pop bx; pop ds; pop ax; iret
+    ]
+}
+
 /// The system area image (IVT, GDT, IDT, handlers, page tables) shared by every mode.
 fn system_image() -> Vec<u8> {
     let mut m = vec![0u8; layout::SYSTEM_END as usize];
@@ -541,17 +650,35 @@ fn system_image() -> Vec<u8> {
         m[at as usize..at as usize + b.len()].copy_from_slice(b);
     };
     for v in 0..256u32 {
-        let h = layout::HANDLERS + 4 * v;
-        // Real-mode IVT entry 0000:h.
+        let h32 = layout::HANDLERS + 16 * v;
+        let h16 = layout::HANDLERS16 + 16 * v;
         put(
             &mut m,
             layout::IVT + 4 * v,
-            &[h as u8, (h >> 8) as u8, 0, 0],
+            &[h16 as u8, (h16 >> 8) as u8, 0, 0],
         );
-        put(&mut m, layout::IDT + 8 * v, &gate32(h, sel::CODE32));
-        // HLT; JMP back to the HLT (valid in 16- and 32-bit code).
-        put(&mut m, h, &[0xF4, 0xEB, 0xFD, 0x90]);
+        put(&mut m, layout::IDT + 8 * v, &gate32(h32, sel::CODE32));
+        // 32-bit stub: drop the error code, push eax, eax = vector, jmp TAIL32.
+        let mut stub = Vec::new();
+        if matches!(v, 8 | 10..=14 | 17) {
+            stub.extend_from_slice(&[0x83, 0xC4, 0x04]); // add esp,4
+        }
+        stub.push(0x50); // push eax
+        stub.push(0xB8);
+        stub.extend_from_slice(&v.to_le_bytes()); // mov eax,v
+        let rel = layout::TAIL32.wrapping_sub(h32 + stub.len() as u32 + 5);
+        stub.push(0xE9);
+        stub.extend_from_slice(&rel.to_le_bytes()); // jmp TAIL32
+        put(&mut m, h32, &stub);
+        // Real-mode stub: push ax, ax = vector, jmp TAIL16.
+        let mut stub = vec![0x50, 0xB8, v as u8, 0];
+        let rel = (layout::TAIL16 as u16).wrapping_sub(h16 as u16 + stub.len() as u16 + 3);
+        stub.push(0xE9);
+        stub.extend_from_slice(&rel.to_le_bytes());
+        put(&mut m, h16, &stub);
     }
+    put(&mut m, layout::TAIL32, &tail32());
+    put(&mut m, layout::TAIL16, &tail16());
     let gdt = [
         [0u8; 8],
         descriptor(0, 0xFFFFF, 0x9A, 0xC),
@@ -824,7 +951,7 @@ impl Fuzzer {
             stats.streams += 1;
             stats.per_mode[Mode::ALL.iter().position(|m| *m == mode).unwrap_or(0)] += 1;
             match result {
-                Ok(Ok((exit, n, eip))) => {
+                Ok(Ok((exit, n, counts))) => {
                     stats.instructions += n;
                     let i = match exit {
                         CpuExit::Limit => 0,
@@ -833,11 +960,16 @@ impl Fuzzer {
                         CpuExit::ExitRequested => 3,
                     };
                     stats.exits[i] += 1;
-                    if exit == CpuExit::Halted {
-                        let v = eip.wrapping_sub(layout::HANDLERS) / 4;
-                        if (layout::HANDLERS..layout::HANDLERS + 1024).contains(&eip) {
-                            stats.vectors[v as usize] += 1;
+                    // The counters live in guest memory that the random code may overwrite:
+                    // keep them only when they are plausible (each handler run retires
+                    // several instructions).
+                    let sum: u64 = counts.iter().map(|c| *c as u64).sum();
+                    if sum <= n {
+                        for (total, c) in stats.vectors.iter_mut().zip(counts.iter()) {
+                            *total += *c as u64;
                         }
+                    } else {
+                        stats.counts_lost += 1;
                     }
                 }
                 Ok(Err(what)) => {
@@ -877,7 +1009,7 @@ impl Fuzzer {
 
     /// Runs one stream of `code` in `mode` (which must have been entered) with the given
     /// EAX..EDI (ESP excluded) for at most `budget` instructions: the exit, the instructions
-    /// retired and EIP at the end. For reproducing a finding.
+    /// retired and how often each vector's handler ran. For reproducing a finding.
     pub fn run_stream(
         &mut self,
         mode: Mode,
@@ -885,7 +1017,7 @@ impl Fuzzer {
         regs: &[u32; 8],
         events: &Events,
         budget: u64,
-    ) -> Result<(CpuExit, u64, u32), String> {
+    ) -> Result<(CpuExit, u64, Vec<u32>), String> {
         let mi = self
             .modes
             .iter()
@@ -894,7 +1026,7 @@ impl Fuzzer {
         self.stream(mi, code, regs, events, budget)
     }
 
-    /// Runs one stream; returns the exit, the instructions retired and EIP at the end.
+    /// Runs one stream; returns the exit, the instructions retired and the handler counts.
     fn stream(
         &mut self,
         mi: usize,
@@ -902,7 +1034,7 @@ impl Fuzzer {
         regs: &[u32; 8],
         events: &Events,
         budget: u64,
-    ) -> Result<(CpuExit, u64, u32), String> {
+    ) -> Result<(CpuExit, u64, Vec<u32>), String> {
         let h = &mut self.h;
         h.cpu
             .restore(&self.modes[mi].state)
@@ -948,7 +1080,13 @@ impl Fuzzer {
         }
         // Whatever state the stream reached must survive a save/restore round trip
         // (migration and snapshots depend on it).
-        let eip = h.cpu.eip();
+        // Exceptions the handlers counted.
+        let mut raw = vec![0u8; 1024];
+        h.bus.memory().read_phys(layout::COUNTS, &mut raw);
+        let counts: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         let saved = h.cpu.state();
         h.cpu
             .restore(&saved)
@@ -956,7 +1094,7 @@ impl Fuzzer {
         if h.cpu.state() != saved {
             return Err("state() differs after a state()/restore() round trip".into());
         }
-        Ok((exit, after - before, eip))
+        Ok((exit, after - before, counts))
     }
 }
 
@@ -1033,13 +1171,49 @@ mod tests {
     #[test]
     fn system_image_layout() {
         let m = system_image();
-        assert_eq!(&m[0x2000..0x2004], &[0xF4, 0xEB, 0xFD, 0x90]);
-        assert_eq!(&m[0x0C..0x10], &[0x0C, 0x20, 0, 0]); // IVT[3] -> 0000:200C
-        assert_eq!(&m[0x1000 + 8 * 14..0x1000 + 8 * 15], &gate32(0x2038, 0x08));
+        // #DE stub: push eax; mov eax,0; jmp TAIL32.
+        let rel = (layout::TAIL32 as i64 - (0x2000 + 11)) as u32;
+        let mut de = vec![0x50, 0xB8, 0, 0, 0, 0, 0xE9];
+        de.extend_from_slice(&rel.to_le_bytes());
+        assert_eq!(&m[0x2000..0x200B], &de[..]);
+        // #PF (error code) stub starts by dropping it.
+        assert_eq!(
+            &m[0x2000 + 16 * 14..0x2000 + 16 * 14 + 4],
+            &[0x83, 0xC4, 0x04, 0x50]
+        );
+        assert_eq!(&m[0x0C..0x10], &[0x30, 0x70, 0, 0]); // IVT[3] -> 0000:7030
+        assert_eq!(&m[0x1000 + 8 * 14..0x1000 + 8 * 15], &gate32(0x20E0, 0x08));
         assert_eq!(
             u32::from_le_bytes(m[0x4000 + 0x10 * 4..0x4000 + 0x11 * 4].try_into().unwrap()),
             0
         );
         assert_eq!(&m[0x808..0x810], &[0xFF, 0xFF, 0, 0, 0, 0x9A, 0xCF, 0]);
+    }
+
+    #[test]
+    fn handlers_count_and_resume_at_the_next_chunk() {
+        let mut f = Fuzzer::new();
+        assert!(f.mode_errors.is_empty(), "{:?}", f.mode_errors);
+        // UD2 in chunk 0; chunk 1 holds a HLT.
+        let mut code = vec![0x90; 2 * layout::CHUNK as usize];
+        code[0..2].copy_from_slice(&[0x0F, 0x0B]);
+        code[layout::CHUNK as usize] = 0xF4;
+        let regs = [0u32; 8];
+        for mode in f.modes() {
+            let (exit, _, counts) = f
+                .run_stream(mode, &code, &regs, &Events::default(), 50)
+                .unwrap();
+            assert_eq!(counts[6], 1, "{mode:?}: #UD counted once");
+            if mode == Mode::V86 {
+                // HLT is privileged in V86 mode: #GP, and on to the next chunk.
+                assert!(counts[13] >= 1, "{mode:?}");
+            } else {
+                assert_eq!(
+                    exit,
+                    CpuExit::Halted,
+                    "{mode:?}: resumed at chunk 1 and halted"
+                );
+            }
+        }
     }
 }
