@@ -52,11 +52,11 @@ integration() { cargo test -p wasm86-tests --release --locked -- --test-threads=
 conformance_full() {
   target/release/wasm86-conformance singlestep ../shared/testdata/singlestep
 }
-fuzz_full() { target/release/wasm86-conformance fuzz --count 10000000 --seed 1 --max-seconds 120; }
+fuzz_full() { target/release/wasm86-conformance fuzz --count 10000000 --seed 1 --time-limit 120; }
 long_runs() {
   WASM86_FPU_CASES=2000000 WASM86_ALU_CASES=2000000 WASM86_QMP_FUZZ=2000000 \
     cargo test --release --workspace --exclude wasm86-tests --locked -- --include-ignored &&
-    target/release/wasm86-conformance fuzz --count 200000000 --seed 7 --max-seconds 1800 &&
+    target/release/wasm86-conformance fuzz --count 200000000 --seed 7 --time-limit 1800 &&
     scripts/bench.sh
 }
 

@@ -97,6 +97,11 @@ pub fn table() -> HmpTable<Ctx> {
             info_blockstats,
         ),
         (
+            "screen",
+            "show the text on the VGA screen in text modes (wasm86)",
+            info_screen,
+        ),
+        (
             "icount",
             "show guest instructions retired and virtual time (wasm86)",
             info_icount,
@@ -296,6 +301,13 @@ fn info_chardev(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
 
 fn info_mice(_: &mut Ctx, _: HmpArgs) -> Result<String, String> {
     Ok("* Mouse #0: QEMU PS/2 Mouse\n".into())
+}
+
+fn info_screen(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
+    match ctx.machine.board().vga.text_lines() {
+        Some(lines) => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
+        None => Err("the screen is in a graphics mode".into()),
+    }
 }
 
 fn info_icount(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
