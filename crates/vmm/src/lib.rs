@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod block;
+pub mod fds;
 pub mod hmp;
 pub mod keys;
 pub mod registry;
@@ -90,6 +91,9 @@ pub struct Ctx {
     pub block: block::BlockSettings,
     /// HMP's remembered `x`/`xp` format.
     pub hmp_state: wasm86_qmp::hmp::HmpState,
+    /// Passed fds (`getfd`/`closefd`): each session's named ones and those received with the
+    /// input being processed.
+    pub fds: fds::FdStore,
 }
 
 /// Result of one [`Vm::step`].
@@ -142,6 +146,7 @@ impl Vm {
                 exit_status: 0,
                 block: Default::default(),
                 hmp_state: Default::default(),
+                fds: fds::FdStore::new(),
             },
             table: registry::table(),
             sessions: Vec::new(),
@@ -193,6 +198,7 @@ impl Vm {
         if let Some(s) = self.sessions.get_mut(id) {
             *s = None;
         }
+        self.ctx.fds.close_session(id);
     }
 
     fn now(&self) -> Timestamp {
@@ -201,6 +207,19 @@ impl Vm {
 
     /// Feeds bytes a client sent on session `id` and runs every complete command.
     pub fn feed(&mut self, id: usize, bytes: &[u8]) {
+        self.feed_with_fds(id, bytes, Vec::new());
+    }
+
+    /// [`Vm::feed`] with the host resources (fds passed with SCM_RIGHTS, transferables)
+    /// that arrived along with `bytes`: a `getfd` among these commands claims the last one;
+    /// the others, and one left unclaimed, are released once the bytes are processed.
+    pub fn feed_with_fds(&mut self, id: usize, bytes: &[u8], fds: Vec<fds::PassedFd>) {
+        self.ctx.fds.begin_input(id, fds);
+        self.dispatch_input(id, bytes);
+        self.ctx.fds.end_input();
+    }
+
+    fn dispatch_input(&mut self, id: usize, bytes: &[u8]) {
         let now = self.now();
         let Some(Some(session)) = self.sessions.get_mut(id) else {
             return;

@@ -54,6 +54,8 @@ pub fn table() -> CommandTable<Ctx> {
             "device:B,password:s",
             crate::block::block_passwd,
         ),
+        ("getfd", "fdname:s", crate::fds::getfd),
+        ("closefd", "fdname:s", crate::fds::closefd),
     ];
     for (name, args_type, handler) in commands {
         // The table is static data checked by the tests below: a failure here is a
