@@ -1,5 +1,6 @@
 //! `wasm86`: the native command-line PC emulator.
 
+mod fdpass;
 mod native;
 mod options;
 

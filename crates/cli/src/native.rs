@@ -5,6 +5,7 @@
 //! one channel and never touch the machine; the VM thread never blocks on a socket: it writes
 //! replies into per-connection channels that writer threads drain.
 
+use crate::fdpass::ReceivedFd;
 use crate::options::{Options, QmpEndpoint, SerialTarget};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,8 +22,8 @@ const STEP_BUDGET: u64 = 2_000_000;
 enum Msg {
     /// A QMP client connected: its output goes to the sender.
     Open(u64, Sender<Vec<u8>>, bool),
-    /// Bytes from a QMP client.
-    Data(u64, Vec<u8>),
+    /// Bytes from a QMP client, with the descriptors passed along with them (SCM_RIGHTS).
+    Data(u64, Vec<u8>, Vec<ReceivedFd>),
     /// The client went away.
     Close(u64),
     /// Bytes typed on stdin for the serial port.
@@ -137,6 +138,7 @@ pub fn build_machine(o: &Options) -> Result<Machine, String> {
 fn spawn_stream<S: Read + Write + Send + 'static>(
     mut stream: S,
     clone: impl FnOnce(&S) -> std::io::Result<S>,
+    recv: fn(&mut S, &mut [u8]) -> crate::fdpass::RecvResult,
     id: u64,
     negotiate: bool,
     tx: &Sender<Msg>,
@@ -163,10 +165,10 @@ fn spawn_stream<S: Read + Write + Send + 'static>(
     });
     let mut buf = [0u8; 8192];
     loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if tx.send(Msg::Data(id, buf[..n].to_vec())).is_err() {
+        match recv(&mut stream, &mut buf) {
+            Ok((0, _)) | Err(_) => break,
+            Ok((n, fds)) => {
+                if tx.send(Msg::Data(id, buf[..n].to_vec(), fds)).is_err() {
                     break;
                 }
             }
@@ -199,7 +201,8 @@ fn listen(ep: &QmpEndpoint, tx: Sender<Msg>) -> Result<(), String> {
                     .map_err(|e| format!("-qmp unix:{}: could not listen: {e}", path.display()))?;
                 std::thread::spawn(move || {
                     for s in l.incoming().flatten() {
-                        let h = spawn_stream(s, |s| s.try_clone(), next_id(), true, &tx);
+                        let recv = crate::fdpass::recv_unix;
+                        let h = spawn_stream(s, |s| s.try_clone(), recv, next_id(), true, &tx);
                         let _ = h.join();
                     }
                 });
@@ -219,7 +222,8 @@ fn listen(ep: &QmpEndpoint, tx: Sender<Msg>) -> Result<(), String> {
             std::thread::spawn(move || {
                 for s in l.incoming().flatten() {
                     let _ = s.set_nodelay(true);
-                    let h = spawn_stream(s, |s| s.try_clone(), next_id(), true, &tx);
+                    let recv = crate::fdpass::read_plain;
+                    let h = spawn_stream(s, |s| s.try_clone(), recv, next_id(), true, &tx);
                     let _ = h.join();
                 }
             });
@@ -244,7 +248,10 @@ fn listen(ep: &QmpEndpoint, tx: Sender<Msg>) -> Result<(), String> {
                     match stdin.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if tx.send(Msg::Data(id, buf[..n].to_vec())).is_err() {
+                            if tx
+                                .send(Msg::Data(id, buf[..n].to_vec(), Vec::new()))
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -359,9 +366,9 @@ fn vm_loop(
                     let sid = vm.open_session(negotiate);
                     conns.push((cid, sid, out));
                 }
-                Msg::Data(cid, bytes) => {
+                Msg::Data(cid, bytes, fds) => {
                     if let Some((_, sid, _)) = conns.iter().find(|c| c.0 == cid) {
-                        vm.feed(*sid, &bytes);
+                        vm.feed_with_fds(*sid, &bytes, crate::fdpass::to_passed(fds));
                     }
                 }
                 Msg::Close(cid) => {
