@@ -206,8 +206,10 @@ canvas.addEventListener("keydown", (e) => {
   if (codes) { down.add(e.code); sendCodes(codes); e.preventDefault(); }
 });
 canvas.addEventListener("keyup", (e) => {
+  // Only keys whose press the guest saw (not the Esc that released the capture).
+  if (!down.delete(e.code)) return;
   const codes = scancodes(e.code, false);
-  if (codes) { down.delete(e.code); sendCodes(codes); e.preventDefault(); }
+  if (codes) { sendCodes(codes); e.preventDefault(); }
 });
 canvas.addEventListener("focus", captureHint);
 canvas.addEventListener("blur", () => { releaseKeys(); if (document.pointerLockElement === canvas) document.exitPointerLock(); captureHint(); });

@@ -17,6 +17,9 @@ use wasm86_vmm::{Step, Vm};
 pub const MAX_AHEAD_NS: u64 = 2_000_000;
 /// How long to wait when the guest halted with no timer armed (input wakes it sooner), in ms.
 pub const IDLE_NO_DEADLINE_MS: f64 = 50.0;
+/// Shortest halt worth returning to the worker for, in ms; nearer deadlines are waited for
+/// in the loop.
+pub const MIN_SLEEP_MS: f64 = 0.5;
 /// Instructions of the first chunk, before the MIPS meter knows the speed.
 pub const FIRST_CHUNK: u64 = 100_000;
 /// Host time one chunk aims at, in ms (the loop checks the clock between chunks).
@@ -214,8 +217,11 @@ impl Runner {
                     until: Some(deadline),
                 } => {
                     let now = vm.machine_mut().now();
-                    report.idle_ms = deadline.saturating_sub(now) as f64 / 1e6;
-                    if report.idle_ms > 0.0 {
+                    let idle = deadline.saturating_sub(now) as f64 / 1e6;
+                    // A host timer cannot wait less than about a millisecond: nearer deadlines
+                    // are met by going round the loop (the clock is pulled at its top).
+                    if idle >= MIN_SLEEP_MS {
+                        report.idle_ms = idle;
                         break;
                     }
                 }
@@ -340,6 +346,68 @@ mod tests {
         assert!(
             v3 >= v2 + 49_000_000,
             "the clock runs again after cont: {v2} -> {v3}"
+        );
+    }
+
+    fn spin_vm(deterministic: bool) -> Vm {
+        let mut rom = vec![0xFF; 0x1_0000];
+        rom[..2].copy_from_slice(&[0xEB, 0xFE]); // jmp $
+        rom[0xFFF0..0xFFF5].copy_from_slice(&[0xEA, 0x00, 0x00, 0x00, 0xF0]);
+        let images = Images {
+            bios: Some(rom),
+            ..Images::default()
+        };
+        let cfg = WebConfig {
+            memory_mib: Some(16),
+            deterministic: Some(deterministic),
+            ..WebConfig::default()
+        };
+        let (machine, vc) = build(&cfg, images, 0.0).unwrap();
+        let files = Rc::new(RefCell::new(FileStore::default()));
+        let host = WebHost::new(Box::new(|| 0.0), files, Default::default());
+        Vm::new(machine, vc, Box::new(host))
+    }
+
+    #[test]
+    fn a_busy_guest_runs_for_the_budget_and_is_measured() {
+        let mut vm = spin_vm(true);
+        let mut r = Runner::new();
+        let mut reads = 0;
+        let mut t = 0.0;
+        let mut clk = || {
+            reads += 1;
+            t += 50.0;
+            t
+        };
+        let rep = r.run(&mut vm, 1200.0, &mut clk);
+        assert!(
+            !rep.wait_input && !rep.quit && rep.idle_ms == 0.0,
+            "{rep:?}"
+        );
+        // Two readings per chunk, 100 ms of fake host time per chunk: 12 chunks.
+        assert_eq!(reads, 25, "clock readings");
+        assert!(rep.mips > 0.0, "a full MIPS window was measured");
+        // 100 000 instructions first, then chunks sized from the measured speed (clamped).
+        assert_eq!(vm.machine_mut().icount(), FIRST_CHUNK + 11 * 10_000);
+    }
+
+    #[test]
+    fn realtime_yields_when_the_guest_runs_ahead_of_host_time() {
+        // The fake host clock advances 0.25 ms per reading, far slower than the guest runs:
+        // virtual time gets ahead, and the loop gives the host the difference to sleep.
+        let mut vm = spin_vm(false);
+        let mut r = Runner::new();
+        let mut c = clock(0.0);
+        let rep = r.run(&mut vm, 600.0, &mut c);
+        assert!(rep.idle_ms > 0.0 && !rep.wait_input, "{rep:?}");
+        let host_ns = (c() * 1e6) as u64;
+        let virt = vm.machine_mut().now();
+        assert!(virt > host_ns, "{virt} <= {host_ns}");
+        assert!(
+            virt - host_ns <= (rep.idle_ms * 1e6) as u64 + 1_000_000,
+            "ahead by {} ns, idle {} ms",
+            virt - host_ns,
+            rep.idle_ms
         );
     }
 
