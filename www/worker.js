@@ -240,11 +240,18 @@ const relay = {
 };
 
 // ---- messages from the page ---------------------------------------------------------------------
+let starting = false;
+const early = []; // messages that arrived while the images were loading
 self.onmessage = async (ev) => {
   const m = ev.data;
+  if (m.type !== "start" && starting) { early.push(ev); return; }
   try {
     switch (m.type) {
-      case "start": await start(m.config); break;
+      case "start":
+        starting = true;
+        try { await start(m.config); } finally { starting = false; }
+        for (const e of early.splice(0)) await self.onmessage(e);
+        break;
       case "qmp":
         if (!vm || quit) { post({ type: "qmp-reply", reply: null, gone: true }); break; }
         vm.session_feed(pageSession, new TextEncoder().encode(m.text + "\n"), m.transfer || null);

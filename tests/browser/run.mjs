@@ -109,6 +109,8 @@ try {
     window.__serial = "";
     window.wasm86.on("event", (e) => window.__events.push(e));
     window.wasm86.on("serial", (t) => { window.__serial += t; });
+    // Sent while the worker still downloads the images: answered once the VM exists.
+    window.__early = window.wasm86.qmp("query-status");
   });
 
   await check("the page loads the wasm in the worker and the VM runs", async () => {
@@ -116,6 +118,8 @@ try {
     assert(["running", "paused", "prelaunch"].includes(st), `run state ${st}; console: ${consoleLines.slice(-5).join(" | ")}`);
     const cmds = await page.evaluate(() => window.wasm86.commands);
     assert(cmds.includes("query-status") && cmds.includes("screendump"), `commands: ${cmds}`);
+    const early = await page.evaluate(() => window.__early.then((r) => r, (e) => ({ rejected: String(e) })));
+    eq(early.return?.status, "running", `a command sent during loading: ${JSON.stringify(early)}`);
   });
 
   await check("window.wasm86.qmp answers query-status", async () => {
