@@ -215,6 +215,19 @@ try {
     assert(!fs.existsSync(marker), "exec: ran a host command");
   });
 
+  await check("getfd takes the transferable sent with wasm86.qmp", async () => {
+    const r = await page.evaluate(async () => {
+      const w = window.wasm86;
+      const without = await w.qmp({ execute: "getfd", arguments: { fdname: "port" } });
+      const withPort = await w.qmp({ execute: "getfd", arguments: { fdname: "port" } }, new MessageChannel().port1);
+      const closed = await w.qmp({ execute: "closefd", arguments: { fdname: "port" } });
+      return { without, withPort, closed };
+    });
+    eq(r.without.error?.class, "FdNotSupplied", "getfd without a transferable");
+    eq(r.withPort, { return: {} }, "getfd with a MessagePort");
+    eq(r.closed, { return: {} }, "closefd");
+  });
+
   await check("bad QMP input gets the protocol's error and the session stays usable", async () => {
     eq((await qmp("[1, 2]")).error?.class, "QMPBadInputObject", "non-object");
     eq((await qmp('{"execute": 42}')).error?.class, "QMPBadInputObjectMember", "execute not a string");

@@ -212,11 +212,16 @@ impl WasmVm {
     }
 
     /// Feeds client bytes to a session and runs every complete command. `transfer` is the
-    /// transferable (MessagePort, stream, File) sent along with the bytes, the browser's
-    /// passed fd for `getfd`; the VM core has no passed-fd hook yet, so it is not kept.
+    /// transferable (MessagePort, stream, File) sent along with the bytes, or `null`: the
+    /// browser's passed fd, which a `getfd NAME` among these commands stores under NAME
+    /// (otherwise it is released once the bytes are processed).
     pub fn session_feed(&mut self, id: u32, data: &[u8], transfer: JsValue) {
-        let _ = transfer;
-        self.vm.feed(id as usize, data);
+        let fds = if transfer.is_undefined() || transfer.is_null() {
+            Vec::new()
+        } else {
+            vec![wasm86_vmm::fds::PassedFd::new(transfer)]
+        };
+        self.vm.feed_with_fds(id as usize, data, fds);
         // A command may have rendered the screen (screendump) and consumed its changes.
         self.force_frame = true;
     }

@@ -286,3 +286,34 @@ fn change_opens_images_the_page_supplied_and_nothing_else() {
     let out = take(&mut vm, page);
     assert!(out.contains("\"file\": \"disc.iso\""), "{out}");
 }
+
+#[wasm_bindgen_test]
+fn a_transferable_sent_with_getfd_is_the_passed_fd() {
+    let mut vm = ok_vm(false);
+    let page = vm.session_open(false);
+    let getfd = br#"{"execute": "getfd", "arguments": {"fdname": "port"}}"#;
+    vm.session_feed(page, getfd, JsValue::NULL);
+    let out = take(&mut vm, page);
+    assert!(out.contains("\"class\": \"FdNotSupplied\""), "{out}");
+    let channel = message_port();
+    vm.session_feed(page, getfd, channel);
+    assert_eq!(take(&mut vm, page), "{\"return\": {}}\r\n");
+    vm.session_feed(
+        page,
+        br#"{"execute": "closefd", "arguments": {"fdname": "port"}}"#,
+        JsValue::NULL,
+    );
+    assert_eq!(take(&mut vm, page), "{\"return\": {}}\r\n");
+    vm.session_feed(
+        page,
+        br#"{"execute": "closefd", "arguments": {"fdname": "port"}}"#,
+        JsValue::NULL,
+    );
+    assert!(take(&mut vm, page).contains("\"class\": \"FdNotFound\""));
+}
+
+/// A MessagePort, made through JavaScript (`new MessageChannel().port1`) without web-sys.
+fn message_port() -> JsValue {
+    let make = js_sys::Function::new_no_args("return new MessageChannel().port1;");
+    make.call0(&JsValue::NULL).expect("MessageChannel")
+}
