@@ -467,7 +467,9 @@ function onWorkerMessage(ev) {
     }
     case "post-out": {
       const peer = postPeers.get(m.session);
-      if (peer) peer.source.postMessage({ wasm86: "qmp", session: peer.session, data: m.data }, peer.origin);
+      try {
+        if (peer) peer.source.postMessage({ wasm86: "qmp", session: peer.session, data: m.data }, peer.origin);
+      } catch { postPeers.delete(m.session); } // the peer window is gone
       break;
     }
     case "status":
