@@ -21,13 +21,7 @@ impl Serial {
     fn start(clock: &str, args: &[&str]) -> Serial {
         let mut child = Command::new(bin("wasm86"))
             .args([
-                "-serial",
-                "stdio",
-                "-display",
-                "none",
-                "-clock",
-                clock,
-                "-L",
+                "-serial", "stdio", "-display", "none", "-clock", clock, "-L",
             ])
             .arg(guest("bios"))
             .args(args)

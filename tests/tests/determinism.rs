@@ -35,7 +35,10 @@ fn run(budget: u64) -> (Vec<u8>, u64, [u8; 32]) {
         option_rom: read("bios/linuxboot_dma.bin"),
     });
     let m = Machine::new(cfg).expect("machine");
-    let config = VmConfig { deterministic: true, ..VmConfig::default() };
+    let config = VmConfig {
+        deterministic: true,
+        ..VmConfig::default()
+    };
     let mut vm = Vm::new(m, config, Box::new(NoHost));
     let mut serial = Vec::new();
     while vm.machine_mut().icount() < budget {

@@ -345,7 +345,10 @@ impl Machine {
                 CpuExit::Halted => {
                     let now = self.now();
                     self.board.advance(now);
-                    if self.board.pic.intr_pending() {
+                    // Only an interrupt the CPU can take wakes it: with IF=0 (`cli; hlt`) a
+                    // pending request must not spin this loop.
+                    let can_take = self.cpus[0].eflags() & 0x200 != 0;
+                    if can_take && self.board.pic.intr_pending() {
                         continue;
                     }
                     if let Some(exit) = self.take_requests() {

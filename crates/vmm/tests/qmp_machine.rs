@@ -551,3 +551,36 @@ fn block_devices_eject_and_change() {
         "{hmp}"
     );
 }
+
+#[test]
+fn cli_hlt_with_a_pending_interrupt_does_not_hang() {
+    // A 64 KiB "BIOS": at the reset vector, unmask IRQ0 on the master PIC, then cli; hlt.
+    // The PIT's power-on tick raises IRQ0, which the halted CPU cannot take.
+    let mut bios = vec![0xF4u8; 0x1_0000];
+    let code: &[u8] = &[
+        0xB0, 0xFE, // mov al, 0xfe
+        0xE6, 0x21, // out 0x21, al (OCW1: only IRQ0 unmasked)
+        0xFA, // cli
+        0xF4, // hlt
+        0xEB, 0xFD, // jmp back to hlt
+    ];
+    bios[0xFFF0..0xFFF0 + code.len()].copy_from_slice(code);
+    let m = Machine::new(MachineConfig::new(16 << 20, bios)).expect("machine");
+    let mut vm = Vm::new(
+        m,
+        VmConfig {
+            deterministic: true,
+            ..VmConfig::default()
+        },
+        Box::new(MediaHost),
+    );
+    for _ in 0..50 {
+        // Every step returns: time advances to the next deadline while the CPU stays halted.
+        vm.step(1_000_000);
+    }
+    assert!(
+        vm.machine_mut().now() > 100_000_000,
+        "virtual time advanced while halted"
+    );
+    assert!(vm.machine_mut().cpus()[0].is_halted());
+}
