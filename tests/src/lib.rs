@@ -3,6 +3,8 @@
 
 #![deny(missing_docs)]
 
+pub mod bootimg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
