@@ -1,5 +1,6 @@
 //! The run loop, the instruction decoder and the semantics of every instruction.
 
+use crate::block::BlockExit;
 use crate::flags::{
     parity, sign_bit, size_mask, Lazy, AC, AF, ARITH, CF, DF, ID, IF, IOPL, K_ADD, K_LOGIC, K_SUB,
     NT, OF, PF, RF, SF, TF, VM, ZF,
@@ -114,9 +115,43 @@ impl Cpu {
             if self.icount >= limit {
                 return CpuExit::Limit;
             }
+            let shadowed = self.shadow;
             self.shadow = false;
             self.run_limit = limit;
             let tf = self.eflags & TF != 0;
+            if !shadowed && !tf && !self.dbp_exec && self.eflags & RF == 0 {
+                match self.run_block(bus, limit) {
+                    BlockExit::NoBlock => {}
+                    BlockExit::Done => {
+                        if self.io_done {
+                            self.io_done = false;
+                            self.check_mem_generation(bus.memory());
+                            if bus.exit_requested() {
+                                return CpuExit::ExitRequested;
+                            }
+                        }
+                        if self.halted {
+                            return CpuExit::Halted;
+                        }
+                        continue;
+                    }
+                    BlockExit::Fault(f) => {
+                        self.eip = self.start_eip;
+                        self.icount += 1;
+                        if !self.raise(bus, f, false, false) {
+                            return CpuExit::TripleFault;
+                        }
+                        if self.io_done {
+                            self.io_done = false;
+                            self.check_mem_generation(bus.memory());
+                            if bus.exit_requested() {
+                                return CpuExit::ExitRequested;
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
             if self.dbp_exec && self.eflags & RF == 0 {
                 if let Some(hit) = self.exec_breakpoint() {
                     self.dr[6] |= hit as u32;
@@ -247,7 +282,7 @@ impl Cpu {
     }
 
     #[inline(always)]
-    fn set_lazy(&mut self, kind: u8, n: u32, a: u32, b: u32, res: u32, mask: u32) {
+    pub(crate) fn set_lazy(&mut self, kind: u8, n: u32, a: u32, b: u32, res: u32, mask: u32) {
         let old = self.lf.mask & !mask;
         if old == CF {
             // INC/DEC after an ALU op: only CF must be kept.
@@ -295,7 +330,7 @@ impl Cpu {
     }
 
     #[inline(always)]
-    fn cond(&self, cc: u8) -> bool {
+    pub(crate) fn cond(&self, cc: u8) -> bool {
         let r = match (cc >> 1) & 7 {
             0 => self.flag(OF),
             1 => self.flag(CF),
@@ -521,7 +556,7 @@ impl Cpu {
         Ok(v)
     }
 
-    fn sp_mask(&self) -> u32 {
+    pub(crate) fn sp_mask(&self) -> u32 {
         if self.segs[sreg::SS].big {
             0xFFFF_FFFF
         } else {
@@ -532,7 +567,7 @@ impl Cpu {
     // ---- ALU ----
 
     #[inline(always)]
-    fn alu(&mut self, op: u8, a: u32, b: u32, n: u32) -> u32 {
+    pub(crate) fn alu(&mut self, op: u8, a: u32, b: u32, n: u32) -> u32 {
         let m = size_mask(n);
         match op & 7 {
             0 => {
@@ -575,7 +610,7 @@ impl Cpu {
         }
     }
 
-    fn shift(&mut self, op: u8, v: u32, cnt: u32, n: u32) -> u32 {
+    pub(crate) fn shift(&mut self, op: u8, v: u32, cnt: u32, n: u32) -> u32 {
         let cnt = cnt & 0x1F;
         if cnt == 0 {
             return v;
@@ -692,7 +727,7 @@ impl Cpu {
         self.set_lazy(K_LOGIC, n, 0, 0, res, ZF | SF | PF);
     }
 
-    fn imul2(&mut self, a: u32, b: u32, n: u32) -> u32 {
+    pub(crate) fn imul2(&mut self, a: u32, b: u32, n: u32) -> u32 {
         let bits = n * 8;
         let sa = ((a << (32 - bits)) as i32 >> (32 - bits)) as i64;
         let sb = ((b << (32 - bits)) as i32 >> (32 - bits)) as i64;
@@ -703,7 +738,7 @@ impl Cpu {
         r
     }
 
-    fn control_transfer_near(&mut self, target: u32, op32: bool) -> Res<()> {
+    pub(crate) fn control_transfer_near(&mut self, target: u32, op32: bool) -> Res<()> {
         let t = if op32 { target } else { target & 0xFFFF };
         if t > self.segs[sreg::CS].limit && self.pm() {
             return gp(0);

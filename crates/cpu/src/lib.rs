@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod block;
 mod exec;
 pub mod flags;
 pub mod fpu;
@@ -286,6 +287,8 @@ pub struct Cpu {
     /// One bit per 4 MiB region that has TLB entries from a large page.
     pub(crate) large_regions: [u32; 32],
     pub(crate) fpu: fpu_impl::Fpu,
+    /// Decoded blocks.
+    pub(crate) code: block::CodeCache,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -353,6 +356,7 @@ impl Cpu {
             .into_boxed_slice(),
             large_regions: [0; 32],
             fpu: fpu_impl::Fpu::new(),
+            code: block::CodeCache::new(),
         };
         c.reset();
         c
@@ -398,6 +402,7 @@ impl Cpu {
         self.fpu.reset();
         self.tlb_user = 0;
         self.flush_tlb_all();
+        self.flush_code_cache();
     }
 
     /// Instructions retired since creation. A delivered exception also counts as one (so

@@ -396,10 +396,7 @@ impl Cpu {
         match mem.classify(pa) {
             Target::Ram(_) | Target::Split { .. } => {
                 mem.write_phys(pa, &v.to_le_bytes()[..n as usize]);
-                if mem.has_code_invalidations() {
-                    // No decoded code is cached per page yet: nothing to drop.
-                    let _ = mem.take_code_invalidations();
-                }
+                self.drain_code_invalidations(mem);
             }
             Target::Rom(_) => {}
             Target::Mmio => {

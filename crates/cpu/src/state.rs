@@ -282,6 +282,7 @@ impl Cpu {
         self.msr_bios_sign = s.msr_bios_sign;
         self.msr_debugctl = s.msr_debugctl;
         self.flush_tlb_all();
+        self.flush_code_cache();
         self.update_breakpoints();
         self.mem_gen = u64::MAX;
         Ok(())

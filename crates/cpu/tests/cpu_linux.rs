@@ -73,6 +73,7 @@ fn linux_reaches_user_space() {
     };
     let mut console = String::new();
     let mut ticks = 0u64;
+    let t0 = std::time::Instant::now();
     while c.icount() < 20_000_000_000 && !console.contains("Run /init as init process") {
         // A timer tick (IRQ0 = vector 0x30 as Linux programs the PIC) every 2M instructions
         // once the kernel runs with interrupts on.
@@ -97,6 +98,12 @@ fn linux_reaches_user_space() {
         }
     }
     println!("{console}");
+    let dt = t0.elapsed().as_secs_f64();
+    println!(
+        "{} instructions in {dt:.2}s: {:.1} MIPS",
+        c.icount(),
+        c.icount() as f64 / dt / 1e6
+    );
     assert!(console.contains("Linux version"), "{console}");
     assert!(console.contains("x86/fpu: x87 FPU will use FSAVE"));
     assert!(

@@ -1,0 +1,1032 @@
+//! The decoded-block cache: straight runs of pre-decoded instructions, keyed by the store
+//! offset of their first byte and the code segment's default size.
+//!
+//! A block holds [`Op`]s (operand registers, immediates, displacement, the ModR/M
+//! effective-address form, a kind that selects the handler, the instruction length) for a run
+//! of instructions inside one 4 KiB page. It ends at a branch, before an instruction that
+//! would cross the page end, at [`MAX_OPS`], or after an instruction that may change the
+//! mode, CS, a segment, IF, control/debug registers, or do I/O (those kinds are
+//! [`K::SlowEnd`]). Instructions without a fast handler run through the interpreter's
+//! `step` ([`K::Slow`]: the block goes on after them).
+//!
+//! Invalidation is per physical page through `Memory`: building a block marks its page as
+//! code (which drops fast write TLB entries to it, so every write to the page takes the slow
+//! path and records an invalidation); invalidations are drained before each block lookup and
+//! after every slow-path write, and bump the page's generation, which the lookup compares.
+//! A write to the page of the running block ends the block after that instruction.
+//!
+//! Memory is bounded: a direct-mapped table of [`TABLE_SIZE`] blocks and an arena of at most
+//! [`ARENA_OPS`] ops; when the arena is full everything is dropped.
+
+use crate::flags::{size_mask, ARITH, CF, K_ADD, K_SUB, RF};
+use crate::{sreg, Bus, Cpu, Res};
+
+/// Blocks in the direct-mapped table.
+const TABLE_SIZE: usize = 1 << 14;
+/// Ops in the arena before a full flush.
+const ARENA_OPS: usize = 1 << 18;
+/// Most ops in one block.
+const MAX_OPS: usize = 64;
+/// `Op::rm` value for a memory operand.
+const MEM: u8 = 8;
+/// `Op::base` / `Op::index` value for "no register".
+const NOREG: u8 = 8;
+/// A key that never matches.
+const NO_KEY: u64 = u64::MAX;
+
+/// What an op does (selects its handler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum K {
+    /// Run by the interpreter's `step`; the block goes on.
+    Slow,
+    /// Run by `step`; the block ends after it.
+    SlowEnd,
+    /// `rm = rm OP reg` (ALU op in `aux`; CMP does not write).
+    AluMR,
+    /// `reg = reg OP rm`.
+    AluRM,
+    /// `rm = rm OP imm`.
+    AluMI,
+    /// TEST rm, reg.
+    TestMR,
+    /// TEST rm, imm.
+    TestMI,
+    /// MOV rm, reg.
+    MovMR,
+    /// MOV reg, rm.
+    MovRM,
+    /// MOV rm, imm.
+    MovMI,
+    /// LEA reg, [ea].
+    Lea,
+    /// INC (aux 0) / DEC (aux 1) rm.
+    IncDec,
+    /// PUSH reg (in `rm`) or rm.
+    PushM,
+    /// PUSH imm.
+    PushI,
+    /// POP reg.
+    PopR,
+    /// Jcc rel (condition in `aux`).
+    Jcc,
+    /// JMP rel.
+    Jmp,
+    /// CALL rel.
+    Call,
+    /// RET imm16 (imm 0 for C3).
+    Ret,
+    /// JMP rm.
+    JmpM,
+    /// CALL rm.
+    CallM,
+    /// MOVZX (aux 0) / MOVSX (aux 1) reg, rm of size `n`.
+    Movx,
+    /// XCHG rm, reg.
+    Xchg,
+    /// Shift/rotate group 2 (op in `aux`) by imm.
+    ShiftI,
+    /// Shift/rotate group 2 by CL.
+    ShiftCl,
+    /// SETcc rm8.
+    Setcc,
+    /// CMOVcc reg, rm.
+    Cmov,
+    /// IMUL reg, rm, imm.
+    Imul3,
+    /// IMUL reg, rm.
+    Imul2,
+    /// LEAVE.
+    Leave,
+    /// NOP (and PAUSE).
+    Nop,
+    /// CBW/CWDE.
+    Cbw,
+    /// CWD/CDQ.
+    Cwd,
+}
+
+/// One pre-decoded instruction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Op {
+    pub kind: K,
+    /// Length in bytes.
+    pub len: u8,
+    /// Operand size (1, 2, 4).
+    pub n: u8,
+    /// ModR/M reg field (or the register of a short form).
+    pub reg: u8,
+    /// Register operand, or [`MEM`].
+    pub rm: u8,
+    /// ALU/shift op or condition code.
+    pub aux: u8,
+    /// Effective address: base register or [`NOREG`].
+    pub base: u8,
+    /// Index register or [`NOREG`].
+    pub index: u8,
+    pub scale: u8,
+    /// Segment of the memory operand.
+    pub seg: u8,
+    /// 16-bit addressing (the offset wraps at 64 KiB).
+    pub a16: bool,
+    /// 32-bit operand size (branch targets are not truncated).
+    pub op32: bool,
+    pub disp: u32,
+    pub imm: u32,
+}
+
+impl Op {
+    const fn empty(kind: K) -> Op {
+        Op {
+            kind,
+            len: 0,
+            n: 4,
+            reg: 0,
+            rm: 0,
+            aux: 0,
+            base: NOREG,
+            index: NOREG,
+            scale: 0,
+            seg: sreg::DS as u8,
+            a16: false,
+            op32: true,
+            disp: 0,
+            imm: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    key: u64,
+    /// Generation of the page when the block was built.
+    gen: u32,
+    /// First op in the arena.
+    start: u32,
+    /// Number of ops.
+    count: u16,
+    /// Bytes covered (for the CS limit check).
+    bytes: u16,
+}
+
+const EMPTY: Entry = Entry {
+    key: NO_KEY,
+    gen: 0,
+    start: 0,
+    count: 0,
+    bytes: 0,
+};
+
+/// The cache.
+pub(crate) struct CodeCache {
+    table: Vec<Entry>,
+    ops: Vec<Op>,
+    /// Generation per store page (bumped by code invalidations).
+    page_gen: Vec<u32>,
+    /// Memory map generation the cache was filled under.
+    mem_gen: u64,
+    /// Store page of the running block.
+    cur_page: usize,
+    /// A write hit the running block's page: end the block.
+    pub stop: bool,
+    /// Blocks built (statistics).
+    pub built: u64,
+}
+
+impl CodeCache {
+    pub(crate) fn new() -> CodeCache {
+        CodeCache {
+            table: Vec::new(),
+            ops: Vec::new(),
+            page_gen: Vec::new(),
+            mem_gen: u64::MAX,
+            cur_page: usize::MAX,
+            stop: false,
+            built: 0,
+        }
+    }
+
+    /// Drops every block.
+    pub(crate) fn flush(&mut self) {
+        self.table.iter_mut().for_each(|e| *e = EMPTY);
+        self.ops.clear();
+    }
+
+    /// Records that the code of store page `page` changed.
+    pub(crate) fn invalidate_page(&mut self, page: usize) {
+        if let Some(g) = self.page_gen.get_mut(page) {
+            *g = g.wrapping_add(1);
+        }
+        if page == self.cur_page {
+            self.stop = true;
+        }
+    }
+}
+
+impl std::fmt::Debug for CodeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeCache")
+            .field("ops", &self.ops.len())
+            .field("built", &self.built)
+            .finish_non_exhaustive()
+    }
+}
+
+#[inline(always)]
+fn slot(off: usize) -> usize {
+    (off ^ (off >> 14)) & (TABLE_SIZE - 1)
+}
+
+/// Reads instruction bytes from a page slice.
+struct Rd<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Rd<'_> {
+    #[inline]
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.b.get(self.pos)?;
+        self.pos += 1;
+        Some(v)
+    }
+    fn u16(&mut self) -> Option<u32> {
+        Some(self.u8()? as u32 | (self.u8()? as u32) << 8)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(self.u16()? | self.u16()? << 16)
+    }
+    fn imm(&mut self, n: u8) -> Option<u32> {
+        match n {
+            1 => self.u8().map(u32::from),
+            2 => self.u16(),
+            _ => self.u32(),
+        }
+    }
+    fn simm8(&mut self) -> Option<u32> {
+        Some(self.u8()? as i8 as u32)
+    }
+}
+
+/// Decodes the ModR/M operand into `o` (`rm`, or the effective-address form). Returns the
+/// ModR/M byte.
+fn modrm(r: &mut Rd, o: &mut Op, a32: bool, seg_ovr: Option<u8>) -> Option<u8> {
+    let m = r.u8()?;
+    let md = m >> 6;
+    let rm = m & 7;
+    o.reg = (m >> 3) & 7;
+    if md == 3 {
+        o.rm = rm;
+        return Some(m);
+    }
+    o.rm = MEM;
+    let mut seg = sreg::DS as u8;
+    if !a32 {
+        o.a16 = true;
+        let (b, i, ss) = match rm {
+            0 => (3, 6, false),
+            1 => (3, 7, false),
+            2 => (5, 6, true),
+            3 => (5, 7, true),
+            4 => (6, NOREG, false),
+            5 => (7, NOREG, false),
+            6 if md == 0 => (NOREG, NOREG, false),
+            6 => (5, NOREG, true),
+            _ => (3, NOREG, false),
+        };
+        o.base = b;
+        o.index = i;
+        o.disp = match md {
+            0 if rm == 6 => r.u16()?,
+            0 => 0,
+            1 => r.simm8()?,
+            _ => r.u16()?,
+        };
+        if ss {
+            seg = sreg::SS as u8;
+        }
+    } else {
+        o.a16 = false;
+        let mut disp = 0;
+        if rm == 4 {
+            let sib = r.u8()?;
+            let idx = (sib >> 3) & 7;
+            let b = sib & 7;
+            o.scale = sib >> 6;
+            o.index = if idx == 4 { NOREG } else { idx };
+            if b == 5 && md == 0 {
+                o.base = NOREG;
+                disp = r.u32()?;
+            } else {
+                o.base = b;
+                if b == 4 || b == 5 {
+                    seg = sreg::SS as u8;
+                }
+            }
+        } else if rm == 5 && md == 0 {
+            o.base = NOREG;
+            disp = r.u32()?;
+        } else {
+            o.base = rm;
+            if rm == 5 {
+                seg = sreg::SS as u8;
+            }
+        }
+        o.disp = match md {
+            0 => disp,
+            1 => r.simm8()?,
+            _ => r.u32()?,
+        };
+    }
+    o.seg = seg_ovr.unwrap_or(seg);
+    Some(m)
+}
+
+/// Decodes one instruction at the start of `bytes`. None: it does not fit in the slice (the
+/// block must end before it).
+fn decode(bytes: &[u8], big: bool) -> Option<Op> {
+    let mut r = Rd { b: bytes, pos: 0 };
+    let mut op32 = big;
+    let mut a32 = big;
+    let mut seg: Option<u8> = None;
+    let mut rep = 0u8;
+    let mut npfx = 0;
+    let mut o = Op::empty(K::SlowEnd);
+    let b = loop {
+        let b = r.u8()?;
+        match b {
+            0x26 | 0x2E | 0x36 | 0x3E => seg = Some((b >> 3) & 3),
+            0x64 => seg = Some(4),
+            0x65 => seg = Some(5),
+            0x66 => op32 = !big,
+            0x67 => a32 = !big,
+            0xF2 | 0xF3 => rep = b,
+            // LOCK and long prefix runs: the interpreter checks them.
+            _ => break b,
+        }
+        npfx += 1;
+        if npfx > 4 {
+            return Some(o);
+        }
+    };
+    if b == 0xF0 {
+        return Some(o);
+    }
+    let nv: u8 = if op32 { 4 } else { 2 };
+    o.op32 = op32;
+    o.n = nv;
+    let sz = |b: u8| if b & 1 == 0 { 1 } else { nv };
+    match b {
+        0x00..=0x3F if b & 7 < 6 => {
+            let aop = (b >> 3) & 7;
+            o.aux = aop;
+            match b & 7 {
+                0..=3 => {
+                    o.n = sz(b);
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    o.kind = if b & 2 == 0 { K::AluMR } else { K::AluRM };
+                }
+                _ => {
+                    o.n = sz(b);
+                    o.rm = 0;
+                    o.imm = r.imm(o.n)?;
+                    o.kind = K::AluMI;
+                }
+            }
+        }
+        0x27 | 0x2F | 0x37 | 0x3F | 0x60 | 0x61 | 0x9E | 0x9F | 0xF5 | 0xF8 | 0xF9 | 0xFC
+        | 0xFD | 0xD6 | 0xD7 | 0x9B => o.kind = K::Slow,
+        0x40..=0x4F => {
+            o.kind = K::IncDec;
+            o.rm = b & 7;
+            o.aux = (b >> 3) & 1;
+        }
+        0x50..=0x57 => {
+            o.kind = K::PushM;
+            o.rm = b & 7;
+        }
+        0x58..=0x5F => {
+            o.kind = K::PopR;
+            o.reg = b & 7;
+        }
+        0x62 | 0x8C | 0xD8..=0xDF => {
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.kind = K::Slow;
+        }
+        0x68 => {
+            o.kind = K::PushI;
+            o.imm = r.imm(nv)?;
+        }
+        0x6A => {
+            o.kind = K::PushI;
+            o.imm = r.simm8()?;
+        }
+        0x69 | 0x6B => {
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.imm = if b == 0x69 { r.imm(nv)? } else { r.simm8()? };
+            o.kind = K::Imul3;
+        }
+        0x70..=0x7F => {
+            o.kind = K::Jcc;
+            o.aux = b & 0xF;
+            o.imm = r.simm8()?;
+        }
+        0x80..=0x83 => {
+            o.n = sz(b);
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.aux = o.reg;
+            o.imm = if b == 0x81 { r.imm(o.n)? } else { r.simm8()? };
+            o.kind = K::AluMI;
+        }
+        0x84 | 0x85 => {
+            o.n = sz(b);
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.kind = K::TestMR;
+        }
+        0x86 | 0x87 => {
+            o.n = sz(b);
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.kind = K::Xchg;
+        }
+        0x88..=0x8B => {
+            o.n = sz(b);
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.kind = if b & 2 == 0 { K::MovMR } else { K::MovRM };
+        }
+        0x8D => {
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.kind = if o.rm == MEM { K::Lea } else { K::SlowEnd };
+        }
+        0x90 => o.kind = K::Nop,
+        0x91..=0x97 => {
+            o.kind = K::Xchg;
+            o.rm = b & 7;
+            o.reg = 0;
+        }
+        0x98 => o.kind = K::Cbw,
+        0x99 => o.kind = K::Cwd,
+        0xA0..=0xA3 => {
+            o.n = sz(b);
+            o.reg = 0;
+            o.rm = MEM;
+            o.disp = if a32 { r.u32()? } else { r.u16()? };
+            o.seg = seg.unwrap_or(sreg::DS as u8);
+            o.kind = if b < 0xA2 { K::MovRM } else { K::MovMR };
+        }
+        0xA4..=0xA7 | 0xAA..=0xAF => o.kind = if rep == 0 { K::Slow } else { K::SlowEnd },
+        0xA8 | 0xA9 => {
+            o.n = sz(b);
+            o.rm = 0;
+            o.imm = r.imm(o.n)?;
+            o.kind = K::TestMI;
+        }
+        0xB0..=0xB7 => {
+            o.n = 1;
+            o.rm = b & 7;
+            o.imm = r.u8()? as u32;
+            o.kind = K::MovMI;
+        }
+        0xB8..=0xBF => {
+            o.rm = b & 7;
+            o.imm = r.imm(nv)?;
+            o.kind = K::MovMI;
+        }
+        0xC0 | 0xC1 | 0xD0..=0xD3 => {
+            o.n = sz(b);
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.aux = o.reg;
+            o.kind = match b {
+                0xC0 | 0xC1 => {
+                    o.imm = r.u8()? as u32;
+                    K::ShiftI
+                }
+                0xD0 | 0xD1 => {
+                    o.imm = 1;
+                    K::ShiftI
+                }
+                _ => K::ShiftCl,
+            };
+        }
+        0xC2 => {
+            o.imm = r.u16()?;
+            o.kind = K::Ret;
+        }
+        0xC3 => o.kind = K::Ret,
+        0xC6 | 0xC7 => {
+            o.n = sz(b);
+            let m = modrm(&mut r, &mut o, a32, seg)?;
+            if m & 0x38 != 0 {
+                o.kind = K::SlowEnd;
+                return Some(o);
+            }
+            o.imm = r.imm(o.n)?;
+            o.kind = K::MovMI;
+        }
+        0xC8 => {
+            r.u16()?;
+            r.u8()?;
+            o.kind = K::Slow;
+        }
+        0xC9 => o.kind = K::Leave,
+        0xD4 | 0xD5 => {
+            r.u8()?;
+            o.kind = K::Slow;
+        }
+        0xE8 => {
+            o.imm = r.imm(nv)?;
+            o.kind = K::Call;
+        }
+        0xE9 => {
+            o.imm = r.imm(nv)?;
+            o.kind = K::Jmp;
+        }
+        0xEB => {
+            o.imm = r.simm8()?;
+            o.kind = K::Jmp;
+        }
+        0xF6 | 0xF7 => {
+            o.n = sz(b);
+            modrm(&mut r, &mut o, a32, seg)?;
+            if o.reg < 2 {
+                o.imm = r.imm(o.n)?;
+                o.kind = K::TestMI;
+            } else {
+                o.kind = K::Slow;
+            }
+        }
+        0xFE => {
+            o.n = 1;
+            modrm(&mut r, &mut o, a32, seg)?;
+            if o.reg < 2 {
+                o.aux = o.reg;
+                o.kind = K::IncDec;
+            }
+        }
+        0xFF => {
+            modrm(&mut r, &mut o, a32, seg)?;
+            o.kind = match o.reg {
+                0 | 1 => {
+                    o.aux = o.reg;
+                    K::IncDec
+                }
+                2 => K::CallM,
+                4 => K::JmpM,
+                6 => K::PushM,
+                _ => K::SlowEnd,
+            };
+        }
+        0x0F => {
+            let b2 = r.u8()?;
+            match b2 {
+                0x40..=0x4F => {
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    o.aux = b2 & 0xF;
+                    o.kind = K::Cmov;
+                }
+                0x80..=0x8F => {
+                    o.aux = b2 & 0xF;
+                    o.imm = r.imm(nv)?;
+                    o.kind = K::Jcc;
+                }
+                0x90..=0x9F => {
+                    o.n = 1;
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    o.aux = b2 & 0xF;
+                    o.kind = K::Setcc;
+                }
+                0xAF => {
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    o.kind = K::Imul2;
+                }
+                0xB6 | 0xB7 | 0xBE | 0xBF => {
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    o.n = if b2 & 1 == 0 { 1 } else { 2 };
+                    o.aux = (b2 >= 0xBE) as u8;
+                    o.kind = K::Movx;
+                }
+                0xA3 | 0xAB | 0xB3 | 0xBB | 0xBC | 0xBD | 0xA5 | 0xAD | 0xB0 | 0xB1 | 0xC0
+                | 0xC1 => {
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    o.kind = K::Slow;
+                }
+                0xBA | 0xA4 | 0xAC => {
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    r.u8()?;
+                    o.kind = K::Slow;
+                }
+                0xC8..=0xCF => o.kind = K::Slow,
+                _ => return Some(o),
+            }
+        }
+        _ => return Some(o),
+    }
+    o.len = r.pos as u8;
+    Some(o)
+}
+
+/// Whether the block ends after an op of this kind.
+#[inline(always)]
+fn ends_block(k: K) -> bool {
+    matches!(
+        k,
+        K::SlowEnd | K::Jcc | K::Jmp | K::Call | K::Ret | K::JmpM | K::CallM
+    )
+}
+
+/// How a block run ended.
+pub(crate) enum BlockExit {
+    /// No block could be used at CS:EIP: single-step.
+    NoBlock,
+    /// The block (or part of it) ran.
+    Done,
+    /// An op faulted (EIP is not yet restored; the op did not retire).
+    Fault(crate::Fault),
+}
+
+impl Cpu {
+    /// Drops every cached block.
+    pub(crate) fn flush_code_cache(&mut self) {
+        self.code.flush();
+    }
+
+    /// Drains the code invalidations recorded by `Memory`.
+    #[inline]
+    pub(crate) fn drain_code_invalidations(&mut self, mem: &mut wasm86_memory::Memory) {
+        if mem.has_code_invalidations() {
+            for a in mem.take_code_invalidations() {
+                self.code.invalidate_page(a as usize >> 12);
+            }
+        }
+    }
+
+    /// Runs the cached block at CS:EIP (building it first if needed), at most up to
+    /// instruction count `limit`.
+    #[inline(never)]
+    pub(crate) fn run_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> BlockExit {
+        let cs = &self.segs[sreg::CS];
+        let big = cs.big;
+        let eip = self.eip;
+        let (cs_base, cs_limit) = (cs.base, cs.limit);
+        let lin = cs_base.wrapping_add(eip);
+        let e = &self.tlb[((lin >> 12) as usize & (crate::mmu::TLB_SIZE - 1)) + self.tlb_user];
+        if e.rtag != lin & 0xFFFF_F000 {
+            return BlockExit::NoBlock;
+        }
+        let page_off = e.off;
+        let off = page_off + (lin & 0xFFF) as usize;
+        let mem = bus.memory();
+        if mem.generation() != self.code.mem_gen {
+            self.code.mem_gen = mem.generation();
+            self.code.flush();
+        }
+        self.drain_code_invalidations(mem);
+        let page = page_off >> 12;
+        let key = (off as u64) << 1 | big as u64;
+        let s = slot(off);
+        if self.code.table.is_empty() {
+            self.code.table = vec![EMPTY; TABLE_SIZE];
+        }
+        if self.code.page_gen.len() <= page {
+            let n = mem.store().len().div_ceil(4096).max(page + 1);
+            self.code.page_gen.resize(n, 0);
+        }
+        let gen = self.code.page_gen.get(page).copied().unwrap_or(0);
+        let mut ent = self.code.table.get(s).copied().unwrap_or(EMPTY);
+        if ent.key != key || ent.gen != gen {
+            let Some(new) = self.build_block(bus, page_off, off, big, key, gen) else {
+                return BlockExit::NoBlock;
+            };
+            ent = new;
+            if let Some(t) = self.code.table.get_mut(s) {
+                *t = ent;
+            }
+        }
+        // The whole block must lie inside the CS limit (and before a 16-bit IP wrap);
+        // otherwise the interpreter raises the fault at the right instruction.
+        let last = eip as u64 + ent.bytes as u64 - 1;
+        if last > cs_limit as u64 || !big && last > 0xFFFF {
+            return BlockExit::NoBlock;
+        }
+        self.code.cur_page = page;
+        self.code.stop = false;
+        let start = ent.start as usize;
+        let end = start + ent.count as usize;
+        let mut i = start;
+        let r = loop {
+            if i >= end || self.icount >= limit {
+                break BlockExit::Done;
+            }
+            let Some(&op) = self.code.ops.get(i) else {
+                break BlockExit::Done;
+            };
+            i += 1;
+            self.start_eip = self.eip;
+            if let Err(f) = self.exec_op(bus, &op) {
+                break BlockExit::Fault(f);
+            }
+            self.icount += 1;
+            if self.io_done | self.code.stop | self.halted {
+                break BlockExit::Done;
+            }
+        };
+        self.code.cur_page = usize::MAX;
+        r
+    }
+
+    /// Decodes and stores the block at store offset `off`.
+    fn build_block<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        page_off: usize,
+        off: usize,
+        big: bool,
+        key: u64,
+        gen: u32,
+    ) -> Option<Entry> {
+        let mem = bus.memory();
+        let bytes = mem.store().get(off..page_off + 4096)?;
+        if self.code.ops.len() + MAX_OPS > ARENA_OPS {
+            self.code.table.iter_mut().for_each(|e| *e = EMPTY);
+            self.code.ops.clear();
+        }
+        let start = self.code.ops.len();
+        let mut pos = 0usize;
+        while self.code.ops.len() - start < MAX_OPS {
+            let Some(o) = bytes.get(pos..).and_then(|b| decode(b, big)) else {
+                break;
+            };
+            if o.kind == K::SlowEnd {
+                // Its length is unknown here: it must be the last op (the interpreter decodes
+                // it), and it must fit in the page, which only the interpreter knows; keep
+                // it if at least one byte remains, the interpreter crosses pages itself.
+                self.code.ops.push(o);
+                pos += 1;
+                break;
+            }
+            pos += o.len as usize;
+            self.code.ops.push(o);
+            if ends_block(o.kind) {
+                break;
+            }
+        }
+        let count = self.code.ops.len() - start;
+        if count == 0 {
+            return None;
+        }
+        if mem.mark_code(page_off) {
+            // Writes to this page must now take the slow path.
+            for t in self.tlb.iter_mut() {
+                if t.off == page_off {
+                    t.wtag = crate::mmu::NO_TAG;
+                }
+            }
+        }
+        self.code.built += 1;
+        Some(Entry {
+            key,
+            gen,
+            start: start as u32,
+            count: count as u16,
+            bytes: pos as u16,
+        })
+    }
+
+    #[inline(always)]
+    fn ea(&self, o: &Op) -> u32 {
+        let b = match self.regs.get(o.base as usize) {
+            Some(&v) => v,
+            None => 0,
+        };
+        let i = match self.regs.get(o.index as usize) {
+            Some(&v) => v << o.scale,
+            None => 0,
+        };
+        let a = b.wrapping_add(i).wrapping_add(o.disp);
+        if o.a16 {
+            a & 0xFFFF
+        } else {
+            a
+        }
+    }
+
+    #[inline(always)]
+    fn rd_op<B: Bus>(&mut self, bus: &mut B, o: &Op, n: u32) -> Res<u32> {
+        if o.rm != MEM {
+            Ok(self.rreg(o.rm, n))
+        } else {
+            let a = self.ea(o);
+            self.rd(bus, o.seg as usize, a, n)
+        }
+    }
+
+    #[inline(always)]
+    fn wr_op<B: Bus>(&mut self, bus: &mut B, o: &Op, n: u32, v: u32) -> Res<()> {
+        if o.rm != MEM {
+            self.wreg(o.rm, n, v);
+            Ok(())
+        } else {
+            let a = self.ea(o);
+            self.wr(bus, o.seg as usize, a, n, v)
+        }
+    }
+
+    /// Executes one op. EIP is at the instruction on entry (`start_eip` too).
+    #[inline(always)]
+    fn exec_op<B: Bus>(&mut self, bus: &mut B, o: &Op) -> Res<()> {
+        let n = o.n as u32;
+        let next = self.eip.wrapping_add(o.len as u32);
+        match o.kind {
+            K::Slow | K::SlowEnd => {
+                self.rf_keep = false;
+                self.step(bus)?;
+                if self.eflags & RF != 0 && !self.rf_keep {
+                    self.eflags &= !RF;
+                }
+                if o.kind == K::Slow && self.eip != next {
+                    // A REP instruction that must resume, or anything unexpected: end here.
+                    self.code.stop = true;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.eip = next;
+        match o.kind {
+            K::AluMR => {
+                let a = self.rd_op(bus, o, n)?;
+                let b = self.rreg(o.reg, n);
+                let r = self.alu(o.aux, a, b, n);
+                if o.aux != 7 {
+                    self.wr_op(bus, o, n, r)?;
+                }
+            }
+            K::AluRM => {
+                let b = self.rd_op(bus, o, n)?;
+                let a = self.rreg(o.reg, n);
+                let r = self.alu(o.aux, a, b, n);
+                if o.aux != 7 {
+                    self.wreg(o.reg, n, r);
+                }
+            }
+            K::AluMI => {
+                let a = self.rd_op(bus, o, n)?;
+                let r = self.alu(o.aux, a, o.imm, n);
+                if o.aux != 7 {
+                    self.wr_op(bus, o, n, r)?;
+                }
+            }
+            K::TestMR => {
+                let a = self.rd_op(bus, o, n)?;
+                let b = self.rreg(o.reg, n);
+                self.alu(4, a, b, n);
+            }
+            K::TestMI => {
+                let a = self.rd_op(bus, o, n)?;
+                self.alu(4, a, o.imm, n);
+            }
+            K::MovMR => {
+                let v = self.rreg(o.reg, n);
+                self.wr_op(bus, o, n, v)?;
+            }
+            K::MovRM => {
+                let v = self.rd_op(bus, o, n)?;
+                self.wreg(o.reg, n, v);
+            }
+            K::MovMI => self.wr_op(bus, o, n, o.imm)?,
+            K::Lea => {
+                let a = self.ea(o);
+                self.wreg(o.reg, n, a);
+            }
+            K::IncDec => {
+                let a = self.rd_op(bus, o, n)?;
+                let (res, kind) = if o.aux == 0 {
+                    (a.wrapping_add(1), K_ADD)
+                } else {
+                    (a.wrapping_sub(1), K_SUB)
+                };
+                self.wr_op(bus, o, n, res)?;
+                self.set_lazy(kind, n, a, 1, res, ARITH & !CF);
+            }
+            K::PushM => {
+                let v = self.rd_op(bus, o, n)?;
+                self.push(bus, v, n)?;
+            }
+            K::PushI => self.push(bus, o.imm, n)?,
+            K::PopR => {
+                let v = self.pop(bus, n)?;
+                self.wreg(o.reg, n, v);
+            }
+            K::Jcc => {
+                if self.cond(o.aux) {
+                    self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+                }
+            }
+            K::Jmp => self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?,
+            K::Call => {
+                let t = next.wrapping_add(o.imm);
+                let t = if o.op32 { t } else { t & 0xFFFF };
+                if t > self.segs[sreg::CS].limit && self.pm() {
+                    return crate::gp(0);
+                }
+                self.push(bus, next, n)?;
+                self.eip = t;
+            }
+            K::Ret => {
+                let mut sp = self.regs[4];
+                let t = self.pop_at(bus, &mut sp, n)?;
+                self.control_transfer_near(t, o.op32)?;
+                let m = self.sp_mask();
+                self.regs[4] = (sp & !m) | (sp.wrapping_add(o.imm) & m);
+            }
+            K::JmpM => {
+                let t = self.rd_op(bus, o, n)?;
+                self.control_transfer_near(t, o.op32)?;
+            }
+            K::CallM => {
+                let t = self.rd_op(bus, o, n)?;
+                let t = if o.op32 { t } else { t & 0xFFFF };
+                if t > self.segs[sreg::CS].limit && self.pm() {
+                    return crate::gp(0);
+                }
+                self.push(bus, next, n)?;
+                self.eip = t;
+            }
+            K::Movx => {
+                let v = self.rd_op(bus, o, n)?;
+                let v = match (o.aux, n) {
+                    (0, _) => v,
+                    (_, 1) => v as u8 as i8 as i32 as u32,
+                    _ => v as u16 as i16 as i32 as u32,
+                };
+                let nv = if o.op32 { 4 } else { 2 };
+                self.wreg(o.reg, nv, v);
+            }
+            K::Xchg => {
+                let a = self.rd_op(bus, o, n)?;
+                let b = self.rreg(o.reg, n);
+                self.wr_op(bus, o, n, b)?;
+                self.wreg(o.reg, n, a);
+            }
+            K::ShiftI | K::ShiftCl => {
+                let cnt = if o.kind == K::ShiftI {
+                    o.imm
+                } else {
+                    self.regs[1] & 0xFF
+                };
+                let v = self.rd_op(bus, o, n)?;
+                let r = self.shift(o.aux, v, cnt, n);
+                if cnt & 0x1F != 0 {
+                    self.wr_op(bus, o, n, r)?;
+                }
+            }
+            K::Setcc => {
+                let v = self.cond(o.aux) as u32;
+                self.wr_op(bus, o, 1, v)?;
+            }
+            K::Cmov => {
+                let v = self.rd_op(bus, o, n)?;
+                if self.cond(o.aux) {
+                    self.wreg(o.reg, n, v);
+                }
+            }
+            K::Imul3 => {
+                let a = self.rd_op(bus, o, n)?;
+                let r = self.imul2(a, o.imm, n);
+                self.wreg(o.reg, n, r);
+            }
+            K::Imul2 => {
+                let a = self.rd_op(bus, o, n)?;
+                let b = self.rreg(o.reg, n);
+                let r = self.imul2(b, a, n);
+                self.wreg(o.reg, n, r);
+            }
+            K::Leave => {
+                let m = self.sp_mask();
+                let mut sp = (self.regs[4] & !m) | (self.regs[5] & m);
+                let v = self.pop_at(bus, &mut sp, n)?;
+                self.regs[4] = sp;
+                self.wreg(5, n, v);
+            }
+            K::Nop => {}
+            K::Cbw => {
+                if o.op32 {
+                    self.regs[0] = self.regs[0] as i16 as i32 as u32;
+                } else {
+                    let v = self.regs[0] as i8 as i16 as u16 as u32;
+                    self.wreg(0, 2, v);
+                }
+            }
+            K::Cwd => {
+                let sign = if o.op32 {
+                    self.regs[0] & 0x8000_0000
+                } else {
+                    self.regs[0] & 0x8000
+                };
+                let v = if sign != 0 { size_mask(n) } else { 0 };
+                self.wreg(2, n, v);
+            }
+            K::Slow | K::SlowEnd => {}
+        }
+        Ok(())
+    }
+}
