@@ -857,6 +857,22 @@ pub fn floppy(program: &[u8]) -> Result<Vec<u8>, BootImgError> {
     Ok(img)
 }
 
+/// A program that reports [`DONE_BYTE`] and halts with `cli; hlt` while the PIC keeps its
+/// inputs unmasked, so the timer's request stays pending at the halted CPU (a machine that
+/// wakes the CPU only for an interrupt it can take must still return to its host).
+pub fn halt_with_pending_interrupt() -> Result<Vec<u8>, BootImgError> {
+    let mut a = Asm::new(PROGRAM_ORIGIN);
+    a.mov8(Reg::A, 0x00) // B0 00
+        .out_imm_al(0x21) // E6 21: every master PIC input enabled (IRQ 0, the PIT, ticks)
+        .sti() // FB
+        .hlt() // F4: wait for one timer tick with interrupts enabled
+        .out_byte(DEBUGCON_PORT, DONE_BYTE) // BA 02 04, B0 44, EE
+        .cli() // FA
+        .hlt() // F4: the next tick is requested but cannot be taken
+        .jmp_self(); // EB FE
+    floppy(&a.finish()?)
+}
+
 /// The video-mode test programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoTest {
@@ -1395,6 +1411,26 @@ impl Qmp {
                 return v;
             }
         }
+    }
+
+    /// Sends one command and waits at most `timeout` for its reply; an error when the reply
+    /// does not come in time (the previous read timeout is restored).
+    pub fn cmd_within(&mut self, req: Value, timeout: Duration) -> std::io::Result<Value> {
+        self.w.set_read_timeout(Some(timeout))?;
+        self.w.write_all(req.to_string().as_bytes())?;
+        let r = loop {
+            let mut l = String::new();
+            if let Err(e) = self.r.read_line(&mut l) {
+                break Err(e);
+            }
+            match serde_json::from_str::<Value>(&l) {
+                Ok(v) if v.get("event").is_some() => self.events.push(v),
+                Ok(v) => break Ok(v),
+                Err(e) => break Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+        };
+        self.w.set_read_timeout(Some(Duration::from_secs(120)))?;
+        r
     }
 
     /// Runs an HMP command through `human-monitor-command` and returns its text.

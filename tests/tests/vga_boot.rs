@@ -5,11 +5,14 @@
 //! are then kept in the temporary directory for viewing). Also: SeaBIOS's banner and boot
 //! messages read from the text screen with `info screen`.
 
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use wasm86_tests::bootimg::{sha256_hex, GuestVm, Ppm, VideoTest, VBE_MODE_ADDR};
+use wasm86_tests::bootimg::{
+    halt_with_pending_interrupt, sha256_hex, GuestVm, Ppm, VideoTest, VBE_MODE_ADDR,
+};
 
 /// The program has finished drawing within this much host time.
 const DONE: Duration = Duration::from_secs(120);
@@ -281,4 +284,28 @@ fn seabios_banner_and_boot_messages() {
     let log = String::from_utf8_lossy(&vm.debugcon()).into_owned();
     assert!(log.contains("SeaBIOS (version"), "{log}");
     assert!(log.contains("No bootable device."), "{log}");
+}
+
+/// `cli; hlt` with the timer's interrupt request pending: the CPU stays halted (as on real
+/// hardware), and the VM must keep answering QMP and keep its virtual clock going.
+#[test]
+fn cli_hlt_with_a_pending_interrupt_keeps_qmp_responsive() {
+    let img = halt_with_pending_interrupt().expect("assemble");
+    let mut vm = GuestVm::start(
+        "clihlt",
+        &[("boot.img", &img)],
+        "none",
+        &["-fda", "{dir}/boot.img", "-boot", "a", "-m", "32"],
+    );
+    vm.wait_done(DONE);
+    for _ in 0..3 {
+        let r = vm
+            .qmp
+            .cmd_within(json!({"execute": "query-status"}), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no QMP reply while the guest halts with IF=0: {e}"));
+        assert_eq!(r["return"]["status"], "running", "{r}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let regs = vm.qmp.hmp("info registers");
+    assert!(regs.contains("HLT=1"), "{regs}");
 }
