@@ -10,16 +10,17 @@
 //!
 //! [`GuestVm`] and [`Qmp`] run such images (and the guest images) in the release binary with
 //! a QMP socket and a debug-console log; [`Ppm`] reads screendumps and
-//! [`sha256_hex`] hashes them for the golden files (FIPS 180-4, written here so that the
-//! test crate needs no extra dependency).
+//! [`sha256_hex`] hashes them for the golden files.
 
 use crate::{bin, guest, Guard};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 /// Byte written to port 0x402 when a test program has finished drawing.
@@ -729,29 +730,19 @@ impl Asm {
         self.db(&[0xE6, port])
     }
 
-    /// `mov al, 0FFh; out 21h, al; out 0A1h, al`: masks every PIC input, so that no interrupt
-    /// request is pending while the CPU halts with interrupts disabled.
-    pub fn mask_pic(&mut self) -> &mut Self {
-        self.mov8(Reg::A, 0xFF).out_imm_al(0x21).out_imm_al(0xA1)
-    }
-
-    /// The end of every test program: [`DONE_BYTE`] to port 0x402, the PIC masked, then
-    /// `cli; hlt; jmp $`.
+    /// The end of every test program: [`DONE_BYTE`] to port 0x402, then `cli; hlt; jmp $`.
     pub fn done(&mut self) -> &mut Self {
         self.out_byte(DEBUGCON_PORT, DONE_BYTE)
-            .mask_pic()
             .cli()
             .hlt()
             .jmp_self()
     }
 
-    /// A failure exit: [`FAIL_BYTE`] and `code` to port 0x402, the PIC masked, then
-    /// `cli; hlt; jmp $`.
+    /// A failure exit: [`FAIL_BYTE`] and `code` to port 0x402, then `cli; hlt; jmp $`.
     pub fn fail(&mut self, code: u8) -> &mut Self {
         self.out_byte(DEBUGCON_PORT, FAIL_BYTE)
             .mov8(Reg::A, code)
             .out_dx_al()
-            .mask_pic()
             .cli()
             .hlt()
             .jmp_self()
@@ -849,6 +840,9 @@ pub fn floppy(program: &[u8]) -> Result<Vec<u8>, BootImgError> {
         return Err(BootImgError::ProgramTooLarge(program.len()));
     }
     let boot = loader(sectors as u8)?;
+    if boot.len() > SECTOR - 2 {
+        return Err(BootImgError::ProgramTooLarge(boot.len()));
+    }
     let mut img = vec![0u8; FLOPPY_SIZE];
     img[..boot.len()].copy_from_slice(&boot);
     img[510] = 0x55;
@@ -1230,64 +1224,12 @@ fn vbe_program(a: &mut Asm) -> Result<(), BootImgError> {
     Ok(())
 }
 
-/// SHA-256 (FIPS 180-4) of `data`, as 64 lowercase hex digits.
+/// SHA-256 of `data`, as 64 lowercase hex digits.
 pub fn sha256_hex(data: &[u8]) -> String {
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
-    ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for block in msg.chunks_exact(64) {
-        let mut w = [0u32; 64];
-        for (i, word) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let mut v = h;
-        for i in 0..64 {
-            let [a, b, c, d, e, f, g, hh] = v;
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            v = [t1.wrapping_add(t2), a, b, c, d.wrapping_add(t1), e, f, g];
-        }
-        for (x, y) in h.iter_mut().zip(v) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    h.iter().map(|x| format!("{x:08x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A binary PPM (P6, maxval 255) parsed: width, height and the RGB bytes.
@@ -1468,14 +1410,23 @@ pub struct GuestVm {
     pub dir: PathBuf,
     /// The `-debugcon` log.
     pub log: PathBuf,
+    serial: Option<SerialPort>,
     _vm: Guard,
+}
+
+/// The guest's serial port when it is the process's stdio.
+struct SerialPort {
+    input: ChildStdin,
+    rx: Receiver<Vec<u8>>,
+    seen: String,
 }
 
 impl GuestVm {
     /// Starts `wasm86 -L guest-images/bios -clock deterministic -display none -debugcon
     /// file:LOG -qmp unix:SOCK,server,nowait` with `args` in a fresh directory named after
-    /// `tag`; `serial` is the `-serial` backend. `files` are written to the directory first
-    /// and `{dir}` in `args` is replaced by its path.
+    /// `tag`; `serial` is the `-serial` backend (with `stdio` the guest's serial port is
+    /// available through [`GuestVm::wait_serial`] and [`GuestVm::shell`]). `files` are
+    /// written to the directory first and `{dir}` in `args` is replaced by its path.
     pub fn start(tag: &str, files: &[(&str, &[u8])], serial: &str, args: &[&str]) -> GuestVm {
         let dir = std::env::temp_dir().join(format!("wasm86-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -1486,7 +1437,9 @@ impl GuestVm {
         let sock = dir.join("qmp.sock");
         let log = dir.join("debugcon.log");
         let dirs = dir.to_str().expect("utf-8 temp dir").to_string();
-        let child = Command::new(bin("wasm86"))
+        let stdio = serial == "stdio";
+        let pipe = || if stdio { Stdio::piped() } else { Stdio::null() };
+        let mut child = Command::new(bin("wasm86"))
             .args(["-clock", "deterministic", "-display", "none", "-L"])
             .arg(guest("bios"))
             .arg("-serial")
@@ -1496,19 +1449,100 @@ impl GuestVm {
             .arg("-qmp")
             .arg(format!("unix:{},server,nowait", sock.display()))
             .args(args.iter().map(|a| a.replace("{dir}", &dirs)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(pipe())
+            .stdout(pipe())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start wasm86");
+        let serial = match (child.stdin.take(), child.stdout.take()) {
+            (Some(input), Some(mut out)) => {
+                let (tx, rx) = channel();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = out.read(&mut buf) {
+                        if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                Some(SerialPort {
+                    input,
+                    rx,
+                    seen: String::new(),
+                })
+            }
+            _ => None,
+        };
         let guard = Guard(child);
         let qmp = Qmp::connect(&sock);
         GuestVm {
             qmp,
             dir,
             log,
+            serial,
             _vm: guard,
         }
+    }
+
+    fn serial_port(&mut self) -> &mut SerialPort {
+        self.serial
+            .as_mut()
+            .expect("the VM was started without -serial stdio")
+    }
+
+    /// Serial output received so far (lossy UTF-8).
+    pub fn serial_text(&mut self) -> &str {
+        let port = self.serial_port();
+        while let Ok(b) = port.rx.try_recv() {
+            port.seen.push_str(&String::from_utf8_lossy(&b));
+        }
+        &port.seen
+    }
+
+    /// Waits until the serial output after byte offset `from` contains `pat`; returns the
+    /// offset just after it. Panics with the output's tail after `timeout`.
+    pub fn wait_serial(&mut self, from: usize, pat: &str, timeout: Duration) -> usize {
+        let port = self.serial_port();
+        let start = Instant::now();
+        loop {
+            if let Some(i) = port.seen.get(from..).and_then(|s| s.find(pat)) {
+                return from + i + pat.len();
+            }
+            let Some(left) = timeout.checked_sub(start.elapsed()) else {
+                let tail: String = {
+                    let chars: Vec<char> = port.seen.chars().collect();
+                    chars[chars.len().saturating_sub(3000)..].iter().collect()
+                };
+                panic!("{pat:?} not seen within {timeout:?}; serial output ends with:\n{tail}");
+            };
+            if let Ok(b) = port.rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                port.seen.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+    }
+
+    /// Types `line` and a newline on the serial port.
+    pub fn type_line(&mut self, line: &str) {
+        let port = self.serial_port();
+        port.input
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("serial input");
+        port.input.flush().expect("serial input");
+    }
+
+    /// Runs a shell command on the serial console and returns what it printed (between two
+    /// markers that the echoed command line cannot contain).
+    pub fn shell(&mut self, cmd: &str, timeout: Duration) -> String {
+        let from = self.serial_text().len();
+        self.type_line(&format!("echo BEGIN-$((1+1)); {cmd}; echo END-$((2+2))"));
+        let a = self.wait_serial(from, "BEGIN-2", timeout);
+        let b = self.wait_serial(a, "END-4", timeout);
+        let seen = &self.serial_port().seen;
+        seen.get(a..b - "END-4".len())
+            .unwrap_or_default()
+            .replace("\r\n", "\n")
+            .trim()
+            .to_string()
     }
 
     /// The debug console output so far.
