@@ -711,24 +711,31 @@ impl Cpu {
         self.code.stop = false;
         let start = ent.start as usize;
         let end = start + ent.count as usize;
-        let mut i = start;
-        let r = loop {
-            if i >= end || self.icount >= limit {
-                break BlockExit::Done;
-            }
-            let Some(&op) = self.code.ops.get(i) else {
-                break BlockExit::Done;
-            };
-            i += 1;
+        // The ops are moved out while they run (nothing an op does builds blocks; a flush
+        // meanwhile only finds an empty arena, and the table it cleared stays cleared).
+        let ops = std::mem::take(&mut self.code.ops);
+        let run = ops.get(start..end).unwrap_or(&[]);
+        let budget = limit.saturating_sub(self.icount);
+        let run = if (run.len() as u64) > budget {
+            run.get(..budget as usize).unwrap_or(&[])
+        } else {
+            run
+        };
+        let mut r = BlockExit::Done;
+        for op in run {
             self.start_eip = self.eip;
-            if let Err(f) = self.exec_op(bus, &op) {
-                break BlockExit::Fault(f);
+            if let Err(f) = self.exec_op(bus, op) {
+                r = BlockExit::Fault(f);
+                break;
             }
             self.icount += 1;
             if self.io_done | self.code.stop | self.halted {
-                break BlockExit::Done;
+                break;
             }
-        };
+        }
+        if self.code.ops.is_empty() {
+            self.code.ops = ops;
+        }
         self.code.cur_page = usize::MAX;
         r
     }

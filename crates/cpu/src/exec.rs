@@ -323,7 +323,13 @@ impl Cpu {
     #[inline(always)]
     fn flag(&self, f: u32) -> bool {
         if self.lf.mask & f != 0 {
-            self.lf.compute(f) != 0
+            match f {
+                CF => self.lf.cf(),
+                SF => self.lf.sf(),
+                OF => self.lf.of(),
+                ZF => self.lf.zf(),
+                _ => self.lf.compute(f) != 0,
+            }
         } else {
             self.eflags & f != 0
         }
