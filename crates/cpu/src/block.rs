@@ -31,8 +31,6 @@ const MAX_OPS: usize = 64;
 const MEM: u8 = 8;
 /// `Op::base` / `Op::index` value for "no register".
 const NOREG: u8 = 8;
-/// A key that never matches.
-const NO_KEY: u64 = u64::MAX;
 
 /// What an op does (selects its handler).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,26 +154,43 @@ impl Op {
     }
 }
 
+/// A block in the table (16 bytes).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    key: u64,
+    /// Store offset of the first byte.
+    key: u32,
     /// Generation of the page when the block was built.
     gen: u32,
     /// First op in the arena.
     start: u32,
-    /// Number of ops.
-    count: u16,
     /// Bytes covered (for the CS limit check).
     bytes: u16,
+    /// Number of ops.
+    count: u8,
+    /// CS.D the block was decoded with (2: empty entry).
+    big: u8,
 }
 
 const EMPTY: Entry = Entry {
-    key: NO_KEY,
+    key: 0,
     gen: 0,
     start: 0,
-    count: 0,
     bytes: 0,
+    count: 0,
+    big: 2,
 };
+
+/// How one block ended.
+enum Chain {
+    /// Ran to its end: the next block may follow at once.
+    Go,
+    /// Stopped: back to the run loop.
+    Stop,
+    /// No block at CS:EIP.
+    NoBlock,
+    /// An op faulted.
+    Fault(crate::Fault),
+}
 
 /// The cache.
 pub(crate) struct CodeCache {
@@ -659,10 +674,37 @@ impl Cpu {
         }
     }
 
-    /// Runs the cached block at CS:EIP (building it first if needed), at most up to
-    /// instruction count `limit`.
+    /// Runs cached blocks from CS:EIP on, chaining from one block to the next while nothing
+    /// that the run loop checks between instructions can have changed (only ops that keep
+    /// IF, TF, RF, the interrupt shadow, the mode and CS ran, and there was no I/O), at most
+    /// up to instruction count `limit`.
     #[inline(never)]
     pub(crate) fn run_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> BlockExit {
+        let mut ran = false;
+        loop {
+            match self.one_block(bus, limit) {
+                Chain::Go => {
+                    ran = true;
+                    if self.icount >= limit {
+                        return BlockExit::Done;
+                    }
+                }
+                Chain::Stop => return BlockExit::Done,
+                Chain::NoBlock => {
+                    return if ran {
+                        BlockExit::Done
+                    } else {
+                        BlockExit::NoBlock
+                    }
+                }
+                Chain::Fault(f) => return BlockExit::Fault(f),
+            }
+        }
+    }
+
+    /// Runs one block.
+    #[inline(always)]
+    fn one_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> Chain {
         let cs = &self.segs[sreg::CS];
         let big = cs.big;
         let eip = self.eip;
@@ -670,10 +712,13 @@ impl Cpu {
         let lin = cs_base.wrapping_add(eip);
         let e = &self.tlb[((lin >> 12) as usize & (crate::mmu::TLB_SIZE - 1)) + self.tlb_user];
         if e.rtag != lin & 0xFFFF_F000 {
-            return BlockExit::NoBlock;
+            return Chain::NoBlock;
         }
-        let page_off = e.off;
+        let page_off = e.off as usize;
         let off = page_off + (lin & 0xFFF) as usize;
+        let Ok(key) = u32::try_from(off) else {
+            return Chain::NoBlock;
+        };
         let mem = bus.memory();
         if mem.generation() != self.code.mem_gen {
             self.code.mem_gen = mem.generation();
@@ -681,7 +726,6 @@ impl Cpu {
         }
         self.drain_code_invalidations(mem);
         let page = page_off >> 12;
-        let key = (off as u64) << 1 | big as u64;
         let s = slot(off);
         if self.code.table.is_empty() {
             self.code.table = vec![EMPTY; TABLE_SIZE];
@@ -692,9 +736,9 @@ impl Cpu {
         }
         let gen = self.code.page_gen.get(page).copied().unwrap_or(0);
         let mut ent = self.code.table.get(s).copied().unwrap_or(EMPTY);
-        if ent.key != key || ent.gen != gen {
+        if ent.key != key || ent.big != big as u8 || ent.gen != gen {
             let Some(new) = self.build_block(bus, page_off, off, big, key, gen) else {
-                return BlockExit::NoBlock;
+                return Chain::NoBlock;
             };
             ent = new;
             if let Some(t) = self.code.table.get_mut(s) {
@@ -705,7 +749,7 @@ impl Cpu {
         // otherwise the interpreter raises the fault at the right instruction.
         let last = eip as u64 + ent.bytes as u64 - 1;
         if last > cs_limit as u64 || !big && last > 0xFFFF {
-            return BlockExit::NoBlock;
+            return Chain::NoBlock;
         }
         self.code.cur_page = page;
         self.code.stop = false;
@@ -714,23 +758,29 @@ impl Cpu {
         // The ops are moved out while they run (nothing an op does builds blocks; a flush
         // meanwhile only finds an empty arena, and the table it cleared stays cleared).
         let ops = std::mem::take(&mut self.code.ops);
-        let run = ops.get(start..end).unwrap_or(&[]);
+        let all = ops.get(start..end).unwrap_or(&[]);
         let budget = limit.saturating_sub(self.icount);
-        let run = if (run.len() as u64) > budget {
-            run.get(..budget as usize).unwrap_or(&[])
+        let run = if (all.len() as u64) > budget {
+            all.get(..budget as usize).unwrap_or(&[])
         } else {
-            run
+            all
         };
-        let mut r = BlockExit::Done;
+        let mut r = Chain::Go;
         for op in run {
             self.start_eip = self.eip;
             if let Err(f) = self.exec_op(bus, op) {
-                r = BlockExit::Fault(f);
+                r = Chain::Fault(f);
                 break;
             }
             self.icount += 1;
             if self.io_done | self.code.stop | self.halted {
+                r = Chain::Stop;
                 break;
+            }
+        }
+        if let (Chain::Go, Some(lastop)) = (&r, run.last()) {
+            if lastop.kind == K::SlowEnd || run.len() < all.len() {
+                r = Chain::Stop;
             }
         }
         if self.code.ops.is_empty() {
@@ -747,7 +797,7 @@ impl Cpu {
         page_off: usize,
         off: usize,
         big: bool,
-        key: u64,
+        key: u32,
         gen: u32,
     ) -> Option<Entry> {
         let mem = bus.memory();
@@ -783,7 +833,7 @@ impl Cpu {
         if mem.mark_code(page_off) {
             // Writes to this page must now take the slow path.
             for t in self.tlb.iter_mut() {
-                if t.off == page_off {
+                if t.off as usize == page_off {
                     t.wtag = crate::mmu::NO_TAG;
                 }
             }
@@ -793,8 +843,9 @@ impl Cpu {
             key,
             gen,
             start: start as u32,
-            count: count as u16,
             bytes: pos as u16,
+            count: count as u8,
+            big: big as u8,
         })
     }
 

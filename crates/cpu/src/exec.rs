@@ -1754,7 +1754,7 @@ impl Cpu {
         if tag != lin & 0xFFFF_F000 {
             return (0, 0);
         }
-        let o = e.off + (lin & 0xFFF) as usize;
+        let o = e.off as usize + (lin & 0xFFF) as usize;
         let k = in_seg.min(in_page) / n as u64;
         if o + (k as usize) * (n as usize) > bus.memory().store().len() {
             return (0, 0);

@@ -223,7 +223,7 @@ pub(crate) struct TlbEntry {
     pub wtag: u32,
     pub global: bool,
     /// Store offset of the page.
-    pub off: usize,
+    pub off: u32,
 }
 
 /// The CPU.

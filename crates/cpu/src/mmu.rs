@@ -212,6 +212,9 @@ impl Cpu {
         let Some(off) = mem.fast_read_page(page) else {
             return;
         };
+        let Ok(off32) = u32::try_from(off) else {
+            return;
+        };
         let woff = if write || can_write {
             mem.fast_write_page(page)
         } else {
@@ -225,7 +228,7 @@ impl Cpu {
         }
         let e = &mut self.tlb[idx];
         e.rtag = tag;
-        e.off = off;
+        e.off = off32;
         e.global = global;
         e.wtag = if woff == Some(off) && can_write {
             tag
@@ -241,7 +244,7 @@ impl Cpu {
     pub(crate) fn rd_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32) -> Res<u32> {
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
         if e.rtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
-            let o = e.off + (lin & 0xFFF) as usize;
+            let o = e.off as usize + (lin & 0xFFF) as usize;
             let s = bus.memory().store();
             if let Some(b) = s.get(o..o + n as usize) {
                 return Ok(match n {
@@ -263,7 +266,7 @@ impl Cpu {
     pub(crate) fn wr_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32, v: u32) -> Res<()> {
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
         if e.wtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
-            let o = e.off + (lin & 0xFFF) as usize;
+            let o = e.off as usize + (lin & 0xFFF) as usize;
             let s = bus.memory().store_mut();
             match n {
                 1 => {
@@ -498,7 +501,7 @@ impl Cpu {
         }
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
         if e.rtag == lin & 0xFFFF_F000 {
-            let o = e.off + (lin & 0xFFF) as usize;
+            let o = e.off as usize + (lin & 0xFFF) as usize;
             if let Some(s) = bus.memory().store().get(o..o + 16) {
                 if let Ok(b) = <[u8; 16]>::try_from(s) {
                     self.ibuf = b;
@@ -536,7 +539,11 @@ impl Cpu {
         };
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
         if e.rtag == lin & 0xFFFF_F000 {
-            if let Some(&b) = bus.memory().store().get(e.off + (lin & 0xFFF) as usize) {
+            if let Some(&b) = bus
+                .memory()
+                .store()
+                .get(e.off as usize + (lin & 0xFFF) as usize)
+            {
                 return Ok(b);
             }
         }
