@@ -1088,3 +1088,44 @@ impl Cpu {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testbus::TestBus;
+    use crate::CpuExit;
+
+    #[test]
+    fn a_hot_loop_is_decoded_once() {
+        let mut b = TestBus::new(16 << 20).unwrap();
+        // mov ecx, 10000; loop: add eax, ecx; dec ecx; jnz loop; hlt
+        b.load(
+            0x4000,
+            &[0xB9, 0x10, 0x27, 0, 0, 0x01, 0xC8, 0x49, 0x75, 0xFB, 0xF4],
+        );
+        let mut c = Cpu::new();
+        c.setup_flat32(0x4000);
+        assert_eq!(c.run(&mut b, u64::MAX), CpuExit::Halted);
+        assert_eq!(c.regs[0], (1..=10000u32).sum::<u32>());
+        assert!(c.code.built <= 3, "{} blocks built", c.code.built);
+        assert_eq!(b.mem.page_flags(0x4000) & wasm86_memory::PAGE_CODE, 1);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let mut b = TestBus::new(16 << 20).unwrap();
+        // 2 MiB of `jmp $+2`: every instruction is its own block.
+        let code: Vec<u8> = [0xEB, 0x00].repeat(1 << 20);
+        b.load(0x10_0000, &code);
+        let mut c = Cpu::new();
+        c.setup_flat32(0x10_0000);
+        let n = ARENA_OPS as u64 * 2 + 1000;
+        assert_eq!(c.run(&mut b, n), CpuExit::Limit);
+        assert_eq!(c.eip, 0x10_0000 + 2 * n as u32);
+        // Every jump but the first of each page (a TLB miss: single-stepped) built a block.
+        assert!(c.code.built + 300 >= n, "{} blocks built", c.code.built);
+        assert!(c.code.ops.len() <= ARENA_OPS);
+        assert!(c.code.ops.capacity() <= 2 * ARENA_OPS);
+        assert_eq!(c.code.table.len(), TABLE_SIZE);
+    }
+}
