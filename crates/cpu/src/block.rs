@@ -102,6 +102,18 @@ pub(crate) enum K {
     Cbw,
     /// CWD/CDQ.
     Cwd,
+    /// MOV between registers: `rm = reg`.
+    MovRR,
+    /// 32-bit load: `reg = [ea]`.
+    Load32,
+    /// 32-bit store: `[ea] = reg`.
+    Store32,
+    /// 32-bit ALU between registers: `rm = rm OP reg`.
+    AluRR32,
+    /// 32-bit ALU with an immediate on a register: `rm = rm OP imm`.
+    AluRI32,
+    /// 32-bit INC/DEC of a register.
+    IncDec32,
 }
 
 /// One pre-decoded instruction.
@@ -636,7 +648,30 @@ fn decode(bytes: &[u8], big: bool) -> Option<Op> {
         _ => return Some(o),
     }
     o.len = r.pos as u8;
+    specialize(&mut o);
     Some(o)
+}
+
+/// Picks a narrower kind for the common register and 32-bit forms.
+fn specialize(o: &mut Op) {
+    let reg_rm = o.rm != MEM;
+    match o.kind {
+        K::MovMR if reg_rm => o.kind = K::MovRR,
+        K::MovRM if reg_rm => {
+            std::mem::swap(&mut o.rm, &mut o.reg);
+            o.kind = K::MovRR;
+        }
+        K::MovMR if o.n == 4 => o.kind = K::Store32,
+        K::MovRM if o.n == 4 => o.kind = K::Load32,
+        K::AluMR if reg_rm && o.n == 4 => o.kind = K::AluRR32,
+        K::AluRM if reg_rm && o.n == 4 => {
+            std::mem::swap(&mut o.rm, &mut o.reg);
+            o.kind = K::AluRR32;
+        }
+        K::AluMI if reg_rm && o.n == 4 => o.kind = K::AluRI32,
+        K::IncDec if reg_rm && o.n == 4 => o.kind = K::IncDec32,
+        _ => {}
+    }
 }
 
 /// Whether the block ends after an op of this kind.
@@ -773,7 +808,8 @@ impl Cpu {
                 break;
             }
             self.icount += 1;
-            if self.io_done | self.code.stop | self.halted {
+            // MMIO and code invalidations set `stop`; I/O and HLT are `SlowEnd`.
+            if self.code.stop {
                 r = Chain::Stop;
                 break;
             }
@@ -1082,6 +1118,46 @@ impl Cpu {
                 };
                 let v = if sign != 0 { size_mask(n) } else { 0 };
                 self.wreg(2, n, v);
+            }
+            K::MovRR => {
+                let v = self.rreg(o.reg, n);
+                self.wreg(o.rm, n, v);
+            }
+            K::Load32 => {
+                let a = self.ea(o);
+                let v = self.rd(bus, o.seg as usize, a, 4)?;
+                self.regs[o.reg as usize & 7] = v;
+            }
+            K::Store32 => {
+                let a = self.ea(o);
+                let v = self.regs[o.reg as usize & 7];
+                self.wr(bus, o.seg as usize, a, 4, v)?;
+            }
+            K::AluRR32 => {
+                let a = self.regs[o.rm as usize & 7];
+                let b = self.regs[o.reg as usize & 7];
+                let r = self.alu(o.aux, a, b, 4);
+                if o.aux != 7 {
+                    self.regs[o.rm as usize & 7] = r;
+                }
+            }
+            K::AluRI32 => {
+                let a = self.regs[o.rm as usize & 7];
+                let r = self.alu(o.aux, a, o.imm, 4);
+                if o.aux != 7 {
+                    self.regs[o.rm as usize & 7] = r;
+                }
+            }
+            K::IncDec32 => {
+                let r = o.rm as usize & 7;
+                let a = self.regs[r];
+                let (res, kind) = if o.aux == 0 {
+                    (a.wrapping_add(1), K_ADD)
+                } else {
+                    (a.wrapping_sub(1), K_SUB)
+                };
+                self.regs[r] = res;
+                self.set_lazy(kind, 4, a, 1, res, ARITH & !CF);
             }
             K::Slow | K::SlowEnd => {}
         }

@@ -387,6 +387,7 @@ impl Cpu {
             }
             None => {
                 self.io_done = true;
+                self.code.stop = true;
                 bus.mmio_read(pa, n as u8, self.icount) & size_mask(n)
             }
         }
@@ -404,6 +405,7 @@ impl Cpu {
             Target::Rom(_) => {}
             Target::Mmio => {
                 self.io_done = true;
+                self.code.stop = true;
                 bus.mmio_write(pa, n as u8, v & size_mask(n), self.icount);
             }
         }
