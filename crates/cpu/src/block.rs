@@ -114,6 +114,8 @@ pub(crate) enum K {
     AluRI32,
     /// 32-bit INC/DEC of a register.
     IncDec32,
+    /// SHL/SHR/SAR (op in `aux`) of a 32-bit register by an immediate count of 1 to 31.
+    Shift32RI,
 }
 
 /// One pre-decoded instruction.
@@ -670,6 +672,10 @@ fn specialize(o: &mut Op) {
         }
         K::AluMI if reg_rm && o.n == 4 => o.kind = K::AluRI32,
         K::IncDec if reg_rm && o.n == 4 => o.kind = K::IncDec32,
+        K::ShiftI if reg_rm && o.n == 4 && matches!(o.aux, 4..=7) && o.imm & 0x1F != 0 => {
+            o.imm &= 0x1F;
+            o.kind = K::Shift32RI;
+        }
         _ => {}
     }
 }
@@ -1159,6 +1165,37 @@ impl Cpu {
                 self.regs[r] = res;
                 self.set_lazy(kind, 4, a, 1, res, ARITH & !CF);
             }
+            K::Shift32RI => {
+                // As `shift` for SHL/SHR/SAR of a dword by 1..=31.
+                let r = o.rm as usize & 7;
+                let v = self.regs[r];
+                let cnt = o.imm;
+                let (res, cf, of) = match o.aux {
+                    4 | 6 => {
+                        let res = v << cnt;
+                        let cf = (v >> (32 - cnt)) & 1;
+                        (res, cf, (res >> 31) ^ cf)
+                    }
+                    5 => {
+                        let res = v >> cnt;
+                        (res, (v >> (cnt - 1)) & 1, ((res ^ (res << 1)) >> 31) & 1)
+                    }
+                    _ => {
+                        let res = ((v as i32) >> cnt) as u32;
+                        (res, ((v as i32) >> (cnt - 1)) as u32 & 1, 0)
+                    }
+                };
+                self.regs[r] = res;
+                self.set_flags(crate::flags::OF | CF | crate::flags::AF, cf | of << 11);
+                self.set_lazy(
+                    crate::flags::K_LOGIC,
+                    4,
+                    0,
+                    0,
+                    res,
+                    crate::flags::ZF | crate::flags::SF | crate::flags::PF,
+                );
+            }
             K::Slow | K::SlowEnd => {}
         }
         Ok(())
@@ -1203,5 +1240,171 @@ mod tests {
         assert!(c.code.ops.len() <= ARENA_OPS);
         assert!(c.code.ops.capacity() <= 2 * ARENA_OPS);
         assert_eq!(c.code.table.len(), TABLE_SIZE);
+    }
+
+    /// Encodings (32-bit code) that the block handlers cover, with their special forms.
+    fn encodings() -> Vec<Vec<u8>> {
+        let m = [0x00, 0x60, 0, 0]; // [0x6000]
+        let mut v: Vec<Vec<u8>> = Vec::new();
+        for op in [0x00u8, 0x01, 0x02, 0x03, 0x04, 0x05] {
+            for alu in 0..8u8 {
+                let o = op | alu << 3;
+                match op {
+                    4 => v.push(vec![o, 0x85]),
+                    5 => v.push(vec![o, 0x85, 0x96, 0xA7, 0xF8]),
+                    _ => {
+                        v.push(vec![o, 0xC8]);
+                        v.push(vec![o, 0xE5]);
+                        v.push(vec![0x66, o, 0xD3]);
+                        v.push([&[o, 0x05][..], &m].concat());
+                    }
+                }
+            }
+        }
+        for r in 0..8u8 {
+            v.push(vec![0x83, 0xC1 | r << 3, 0x85]);
+            v.push(vec![0x81, 0xC2 | r << 3, 0x01, 0x80, 0x00, 0xF0]);
+            v.push([&[0x80, 0x05 | r << 3][..], &m, &[0x7F]].concat());
+            v.push([&[0x66, 0x83, 0x05 | r << 3][..], &m, &[0xFE]].concat());
+            for cnt in [0u8, 1, 5, 16, 31, 33] {
+                v.push(vec![0xC1, 0xC0 | r << 3, cnt]);
+                v.push(vec![0xC0, 0xC4 | r << 3, cnt]);
+                v.push([&[0x66, 0xC1, 0x05 | r << 3][..], &m, &[cnt]].concat());
+            }
+            v.push(vec![0xD1, 0xC3 | r << 3]);
+            v.push(vec![0xD3, 0xC6 | r << 3]);
+        }
+        for b in 0x40..0x50u8 {
+            v.push(vec![b]);
+            v.push(vec![0x66, b]);
+        }
+        for cc in 0..16u8 {
+            v.push(vec![0x0F, 0x90 | cc, 0xC4]);
+            v.push(vec![0x0F, 0x40 | cc, 0xC1]);
+            v.push(vec![0x66, 0x0F, 0x40 | cc, 0xC1]);
+            v.push(vec![0x70 | cc, 0x05]);
+            v.push(vec![0x0F, 0x80 | cc, 0x05, 0, 0, 0]);
+        }
+        v.extend([
+            [&[0xFE, 0x05][..], &m].concat(),
+            [&[0xFF, 0x0D][..], &m].concat(),
+            vec![0x0F, 0xB6, 0xC5],
+            vec![0x0F, 0xBF, 0xC1],
+            vec![0x66, 0x0F, 0xBE, 0xC1],
+            [&[0x0F, 0xBE, 0x05][..], &m].concat(),
+            vec![0x6B, 0xC1, 0x85],
+            vec![0x69, 0xC1, 0x78, 0x56, 0x34, 0x92],
+            vec![0x0F, 0xAF, 0xC1],
+            vec![0x66, 0x0F, 0xAF, 0xC1],
+            vec![0x87, 0xC1],
+            vec![0x86, 0xE1],
+            vec![0x93],
+            vec![0x8D, 0x44, 0x8D, 0x10],
+            vec![0x67, 0x8D, 0x40, 0x10],
+            vec![0x66, 0x8D, 0x84, 0x88, 0x00, 0x01, 0x00, 0x00],
+            [&[0xA1][..], &m].concat(),
+            [&[0xA3][..], &m].concat(),
+            [&[0xA2][..], &m].concat(),
+            [&[0x89, 0x1D][..], &m].concat(),
+            [&[0x8B, 0x1D][..], &m].concat(),
+            [&[0xC7, 0x05][..], &m, &[1, 2, 3, 4]].concat(),
+            vec![0x88, 0xE0],
+            vec![0x8A, 0xE1],
+            vec![0x89, 0xC8],
+            vec![0x66, 0x8B, 0xC8],
+            vec![0xB4, 0x12],
+            vec![0x66, 0xBB, 0x34, 0x12],
+            vec![0x85, 0xC1],
+            vec![0x84, 0xE0],
+            vec![0xA9, 0x00, 0x00, 0x00, 0x80],
+            vec![0xF7, 0xC1, 0xFF, 0x00, 0x00, 0x00],
+            vec![0xF6, 0xC4, 0x81],
+            vec![0x98],
+            vec![0x99],
+            vec![0x66, 0x98],
+            vec![0x66, 0x99],
+            vec![0x50],
+            vec![0x66, 0x53],
+            vec![0x5B],
+            vec![0x66, 0x5D],
+            vec![0x6A, 0x85],
+            vec![0x68, 1, 2, 3, 4],
+            [&[0xFF, 0x35][..], &m].concat(),
+            vec![0xC9],
+            vec![0x90],
+            vec![0xEB, 0x05],
+            vec![0xE9, 0x05, 0, 0, 0],
+            vec![0xE8, 0x05, 0, 0, 0],
+        ]);
+        v
+    }
+
+    /// Runs `code` + HLT once with blocks and once single-stepped by the interpreter (an
+    /// armed instruction breakpoint keeps blocks off) and returns what each left behind.
+    fn both_ways(code: &[u8], regs: [u32; 8], flags: u32) -> [(Vec<u32>, Vec<u8>); 2] {
+        let mut out: [(Vec<u32>, Vec<u8>); 2] = Default::default();
+        for (i, slot) in out.iter_mut().enumerate() {
+            let mut b = TestBus::new(1 << 20).unwrap();
+            // A NOP first: single-stepped, it fills the TLB entry of the code page so that
+            // the instruction under test runs from a block.
+            let mut prog = vec![0x90];
+            prog.extend(code);
+            prog.extend([0xF4; 8]);
+            b.load(0x4000, &prog);
+            b.load(0x6000, &[0x81, 0xFF, 0x7F, 0x80, 0x00, 0x01, 0xFE, 0x80]);
+            b.load(0x4090, &[0x42, 0x13, 0x37, 0x99]);
+            let mut c = Cpu::new();
+            c.setup_flat32(0x4000);
+            for (r, &val) in regs.iter().enumerate() {
+                c.set_reg32(r, val);
+            }
+            c.set_reg32(4, 0x9000);
+            c.set_reg32(5, 0x8F00);
+            c.set_eflags(flags);
+            if i == 1 {
+                c.dbp_exec = true;
+            }
+            assert_eq!(c.run(&mut b, 1), CpuExit::Limit);
+            let built = c.code.built;
+            let exit = c.run(&mut b, 2);
+            assert_eq!(c.code.built, built + 1 - i as u64, "{code:02X?}");
+            let mut st: Vec<u32> = c.regs.to_vec();
+            st.extend([c.eip, c.get_eflags(), c.icount as u32, exit as u32]);
+            let mut mem = vec![0; 16];
+            b.read(0x6000, &mut mem);
+            let mut stack = vec![0; 32];
+            b.read(0x9000 - 16, &mut stack);
+            mem.extend(stack);
+            *slot = (st, mem);
+        }
+        out
+    }
+
+    #[test]
+    fn block_handlers_match_the_interpreter() {
+        let mut seed = 0x1234_5678_9ABC_DEF1u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u32
+        };
+        let encs = encodings();
+        for e in &encs {
+            for k in 0..24 {
+                let mut regs = [0u32; 8];
+                for r in regs.iter_mut() {
+                    *r = match k % 4 {
+                        0 => rnd(),
+                        1 => rnd() & 0xFF,
+                        2 => rnd() | 0x8000_0000,
+                        _ => rnd() & 0x8000_80FF,
+                    };
+                }
+                let flags = rnd() & (crate::flags::ARITH | crate::flags::DF);
+                let [blk, int] = both_ways(e, regs, flags);
+                assert_eq!(blk, int, "{e:02X?} regs {regs:08X?} flags {flags:03X}");
+            }
+        }
     }
 }

@@ -302,7 +302,7 @@ impl Cpu {
     }
 
     /// Sets the flags in `mask` to the bits of `val` (other lazy flags are kept).
-    fn set_flags(&mut self, mask: u32, val: u32) {
+    pub(crate) fn set_flags(&mut self, mask: u32, val: u32) {
         let lazy = self.lf.mask & !mask;
         if lazy != 0 {
             self.eflags = (self.eflags & !lazy) | self.lf.compute(lazy);
