@@ -9,7 +9,7 @@ profile=wasm-release
 dir=$([ $profile = dev ] && echo debug || echo $profile)
 cargo build -p wasm86-web --target wasm32-unknown-unknown --profile "$profile" --locked
 rm -rf pkg
-wasm-bindgen --target web --out-dir pkg "target/wasm32-unknown-unknown/$dir/wasm86_web.wasm"
+wasm-bindgen --target web --out-dir pkg "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$dir/wasm86_web.wasm"
 if command -v wasm-opt >/dev/null && [ $profile = wasm-release ]; then
   wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
     --enable-mutable-globals -o pkg/wasm86_web_bg.wasm.opt pkg/wasm86_web_bg.wasm

@@ -14,6 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tier=${1:-full}
 case $tier in quick | full | long) ;; *) echo "test.sh: unknown tier '$tier' (quick|full|long)" >&2; exit 2 ;; esac
 export WASM86_TIER=$tier CARGO_TERM_COLOR=never
+T=${CARGO_TARGET_DIR:-target}
 summary=()
 total_start=$SECONDS
 
@@ -50,13 +51,13 @@ release() { cargo build --release --locked -p wasm86-cli -p wasm86-bridge -p was
 pkg() { scripts/build-pkg.sh; }
 integration() { cargo test -p wasm86-tests --release --locked -- --test-threads=1; }
 conformance_full() {
-  target/release/wasm86-conformance singlestep ../shared/testdata/singlestep
+  "$T"/release/wasm86-conformance singlestep ../shared/testdata/singlestep
 }
-fuzz_full() { target/release/wasm86-conformance fuzz --count 10000000 --seed 1 --time-limit 120; }
+fuzz_full() { "$T"/release/wasm86-conformance fuzz --count 10000000 --seed 1 --time-limit 120; }
 long_runs() {
   WASM86_FPU_CASES=2000000 WASM86_ALU_CASES=2000000 WASM86_QMP_FUZZ=2000000 \
     cargo test --release --workspace --exclude wasm86-tests --locked -- --include-ignored &&
-    target/release/wasm86-conformance fuzz --count 200000000 --seed 7 --time-limit 1800 &&
+    "$T"/release/wasm86-conformance fuzz --count 200000000 --seed 7 --time-limit 1800 &&
     scripts/bench.sh
 }
 
