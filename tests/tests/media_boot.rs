@@ -131,18 +131,26 @@ fn run_memtest(
     );
     let mut tests: Vec<String> = Vec::new();
     let mut last: Option<Memtest> = None;
+    let mut next_report = Duration::from_secs(60);
     loop {
         let screen = vm.qmp.hmp("info screen");
         if let Some(m) = Memtest::parse(&screen) {
             assert_eq!(m.errors, 0, "memtest86+ reports errors:\n{screen}");
-            if tests.last() != Some(&m.test) {
+            if tests.last() != Some(&m.test) || start.elapsed() >= next_report {
+                next_report = start.elapsed() + Duration::from_secs(60);
+                let guest_time = screen
+                    .lines()
+                    .find_map(|l| l.split("Time:").nth(1)?.split_whitespace().next())
+                    .unwrap_or("?");
                 eprintln!(
-                    "memtest: {:4.0} s: pass {}%, {}",
+                    "memtest: {:4.0} s (guest clock {guest_time}): pass {}%, {}",
                     start.elapsed().as_secs_f64(),
                     m.percent,
                     m.test
                 );
-                tests.push(m.test.clone());
+                if tests.last() != Some(&m.test) {
+                    tests.push(m.test.clone());
+                }
             }
             if let Some(prev) = &last {
                 assert!(
@@ -167,32 +175,41 @@ fn run_memtest(
     }
 }
 
-/// memtest86+ starts from the floppy, finds 16 MB and runs its first tests without errors
-/// (a bounded slice of the first pass; the whole pass is the ignored test below).
+/// memtest86+ starts from the floppy, finds 16 MB and runs tests #0 to #9 of its first pass
+/// without errors, up to the start of test #10 (bit fade). The bit fade test then waits
+/// minutes of guest time per pattern, which the interpreter needs hours of host time for, so
+/// the complete pass is the ignored test below.
 #[test]
-fn memtest86plus_from_the_floppy_runs_without_errors() {
-    let (m, screen, tests) = run_memtest(Duration::from_secs(600), |m| {
-        m.test.starts_with("Test #4") || m.passes >= 1
+fn memtest86plus_from_the_floppy_runs_its_tests_without_errors() {
+    let (m, screen, tests) = run_memtest(Duration::from_secs(900), |m| {
+        m.test.starts_with("Test #10") || m.passes >= 1
     });
     assert!(screen.contains("Memtest86+ v6.10"), "{screen}");
     assert!(screen.contains("Memory  :   16MB"), "{screen}");
     assert!(screen.contains("Status: Testing"), "{screen}");
     assert_eq!(m.errors, 0);
-    assert!(m.percent > 0, "{m:?}");
-    // Tests #0 to #3 ran in order before #4.
-    let numbers: Vec<&str> = tests
+    assert!(m.percent >= 80, "{m:?}");
+    // The tests seen ran in ascending order up to #10.
+    let numbers: Vec<u32> = tests
         .iter()
-        .filter_map(|t| t.split_whitespace().nth(1))
+        .filter_map(|t| {
+            t.split_whitespace()
+                .nth(1)?
+                .trim_start_matches('#')
+                .parse()
+                .ok()
+        })
         .collect();
-    assert!(numbers.len() >= 2, "{tests:?}");
-    assert_eq!(numbers.last(), Some(&"#4"), "{tests:?}");
+    assert!(numbers.len() >= 5, "{tests:?}");
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{tests:?}");
+    assert_eq!(numbers.last(), Some(&10), "{tests:?}");
 }
 
 /// A complete first pass of memtest86+ with 0 errors.
 #[test]
-#[ignore = "a full pass takes longer than 10 minutes at the interpreter's current speed"]
+#[ignore = "the bit fade test (#10) sleeps minutes of guest time: hours of host time today"]
 fn memtest86plus_completes_a_pass() {
-    let (m, screen, _) = run_memtest(Duration::from_secs(3600), |m| m.passes >= 1);
+    let (m, screen, _) = run_memtest(Duration::from_secs(4 * 3600), |m| m.passes >= 1);
     assert_eq!(m.errors, 0);
     assert!(screen.contains("Pass:  1"), "{screen}");
 }
