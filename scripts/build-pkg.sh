@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# build-pkg.sh - build the browser package: the wasm86-web crate for wasm32, then wasm-bindgen
-# (--target web) into pkg/, then wasm-opt -O3 when binaryen is installed.
+# build-pkg.sh - build the browser package: the wasm86-web crate for wasm32 (fat LTO, one codegen
+# unit), then wasm-bindgen (--target web) into pkg/, then wasm-opt -O3.
 # Usage: scripts/build-pkg.sh [--dev]
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,11 +10,14 @@ dir=$([ $profile = dev ] && echo debug || echo $profile)
 cargo build -p wasm86-web --target wasm32-unknown-unknown --profile "$profile" --locked
 rm -rf pkg
 wasm-bindgen --target web --out-dir pkg "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$dir/wasm86_web.wasm"
-if command -v wasm-opt >/dev/null && [ $profile = wasm-release ]; then
-  wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-    --enable-mutable-globals -o pkg/wasm86_web_bg.wasm.opt pkg/wasm86_web_bg.wasm
+# wasm-opt from npm's binaryen (tools/wasm-opt, installed by scripts/setup.sh): Debian's binaryen
+# 108 corrupts the externref table that wasm-bindgen emits.
+wasm_opt=tools/wasm-opt/node_modules/.bin/wasm-opt
+if [ $profile = wasm-release ]; then
+  [ -x "$wasm_opt" ] || { echo "build-pkg.sh: $wasm_opt is missing: run scripts/setup.sh" >&2; exit 1; }
+  "$wasm_opt" -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-reference-types --enable-multivalue --enable-mutable-globals \
+    -o pkg/wasm86_web_bg.wasm.opt pkg/wasm86_web_bg.wasm
   mv pkg/wasm86_web_bg.wasm.opt pkg/wasm86_web_bg.wasm
-else
-  echo "build-pkg.sh: wasm-opt not found (Debian package binaryen); pkg/ is not post-optimised" >&2
 fi
 ls -l pkg/

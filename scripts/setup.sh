@@ -2,8 +2,8 @@
 # setup.sh - install what building and testing wasm86 needs, when it is missing.
 #
 # Usage: scripts/setup.sh [--browser]
-#   always: the wasm32 target, wasm-bindgen-cli at the version in Cargo.lock, binaryen
-#           (wasm-opt), npm packages of www/, and the guest images
+#   always: the wasm32 target, wasm-bindgen-cli at the version in Cargo.lock, npm packages of
+#           www/ and tools/wasm-opt (binaryen's wasm-opt), and the guest images
 #   --browser: also Debian's chromium + chromium-driver, the Python qemu.qmp client and the
 #           npm packages of tests/browser
 # Safe to run again: every step checks first. Steps needing root use sudo when not root.
@@ -40,8 +40,6 @@ apt_install() {
     --no-install-recommends "$@"
 }
 
-# wasm-opt post-optimises the browser build.
-command -v wasm-opt >/dev/null || apt_install binaryen
 
 if [ $browser -eq 1 ]; then
   missing=()
@@ -53,8 +51,8 @@ if [ $browser -eq 1 ]; then
   }
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 fi
-for d in www tests/browser; do
-  [ $browser -eq 1 ] || [ "$d" = www ] || continue
+for d in www tools/wasm-opt tests/browser; do
+  [ $browser -eq 1 ] || [ "$d" != tests/browser ] || continue
   if [ -f "$d/package.json" ] && { ! [ -d "$d/node_modules" ] || [ "$d/package-lock.json" -nt "$d/node_modules" ]; }; then
     step "npm packages in $d"
     (cd "$d" && npm ci --no-audit --no-fund --silent && touch node_modules)
