@@ -55,6 +55,7 @@ conformance_full() {
 }
 fuzz_full() { "$T"/release/wasm86-conformance fuzz --count 10000000 --seed 1 --time-limit 120; }
 long_runs() {
+  WASM86_BOOT_TESTS=1 cargo test -p wasm86-tests --release --locked --test browser &&
   WASM86_FPU_CASES=2000000 WASM86_ALU_CASES=2000000 WASM86_QMP_FUZZ=2000000 \
     cargo test --release --workspace --exclude wasm86-tests --locked -- --include-ignored &&
     "$T"/release/wasm86-conformance fuzz --count 200000000 --seed 7 --time-limit 1800 &&
@@ -79,8 +80,9 @@ stage "CPU vectors, all (singlestep)" conformance_full
 stage "random-instruction fuzz 10^7" fuzz_full
 if [ "$tier" = full ]; then
   report
-  echo "not in this tier: long fuzzing (2*10^8 instructions), 2*10^6-case differential FPU/ALU"
-  echo "  runs, long QMP fuzz, big-memory runs and the v86 peer benchmark: scripts/test.sh long"
+  echo "not in this tier: the browser boot checks (Linux to GUEST-READY in the tab, shell and"
+  echo "  canvas keyboard), long fuzzing (2*10^8 instructions), 2*10^6-case differential FPU/ALU"
+  echo "  runs, long QMP fuzz and the v86 peer benchmark: scripts/test.sh long"
   exit 0
 fi
 stage "long runs and benchmark" long_runs
