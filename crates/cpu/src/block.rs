@@ -124,6 +124,8 @@ pub(crate) struct Op {
     pub kind: K,
     /// Length in bytes.
     pub len: u8,
+    /// Offset of the instruction from the start of its block (EIP = block EIP + `off`).
+    pub off: u16,
     /// Operand size (1, 2, 4).
     pub n: u8,
     /// ModR/M reg field (or the register of a short form).
@@ -152,6 +154,7 @@ impl Op {
         Op {
             kind,
             len: 0,
+            off: 0,
             n: 4,
             reg: 0,
             rm: 0,
@@ -689,6 +692,15 @@ fn ends_block(k: K) -> bool {
     )
 }
 
+/// Whether ops of this kind write EIP themselves.
+#[inline(always)]
+fn sets_eip(k: K) -> bool {
+    matches!(
+        k,
+        K::Slow | K::SlowEnd | K::Jcc | K::Jmp | K::Call | K::Ret | K::JmpM | K::CallM
+    )
+}
+
 /// How a block run ended.
 pub(crate) enum BlockExit {
     /// No block could be used at CS:EIP: single-step.
@@ -807,17 +819,28 @@ impl Cpu {
             all
         };
         let mut r = Chain::Go;
+        // EIP is written back only by branches, by slow ops, after a fault (from the op's
+        // offset) and after the last op.
+        let base = self.eip;
+        let mut last: Option<&Op> = None;
         for op in run {
-            self.start_eip = self.eip;
-            if let Err(f) = self.exec_op(bus, op) {
+            if let Err(f) = self.exec_op(bus, op, base) {
+                self.start_eip = base.wrapping_add(op.off as u32);
                 r = Chain::Fault(f);
+                last = None;
                 break;
             }
+            last = Some(op);
             self.icount += 1;
             // MMIO and code invalidations set `stop`; I/O and HLT are `SlowEnd`.
             if self.code.stop {
                 r = Chain::Stop;
                 break;
+            }
+        }
+        if let Some(l) = last {
+            if !sets_eip(l.kind) {
+                self.eip = base.wrapping_add(l.off as u32 + l.len as u32);
             }
         }
         if let (Chain::Go, Some(lastop)) = (&r, run.last()) {
@@ -854,6 +877,8 @@ impl Cpu {
             let Some(o) = bytes.get(pos..).and_then(|b| decode(b, big)) else {
                 break;
             };
+            let mut o = o;
+            o.off = pos as u16;
             if o.kind == K::SlowEnd {
                 // Its length is unknown here: it must be the last op (the interpreter decodes
                 // it), and it must fit in the page, which only the interpreter knows; keep
@@ -930,13 +955,16 @@ impl Cpu {
         }
     }
 
-    /// Executes one op. EIP is at the instruction on entry (`start_eip` too).
+    /// Executes one op of the block that starts at EIP `base`. Only branches and slow ops
+    /// write EIP.
     #[inline(always)]
-    fn exec_op<B: Bus>(&mut self, bus: &mut B, o: &Op) -> Res<()> {
+    fn exec_op<B: Bus>(&mut self, bus: &mut B, o: &Op, base: u32) -> Res<()> {
         let n = o.n as u32;
-        let next = self.eip.wrapping_add(o.len as u32);
+        let at = base.wrapping_add(o.off as u32);
+        let next = at.wrapping_add(o.len as u32);
         match o.kind {
             K::Slow | K::SlowEnd => {
+                self.eip = at;
                 self.rf_keep = false;
                 self.step(bus)?;
                 if self.eflags & RF != 0 && !self.rf_keep {
@@ -950,7 +978,6 @@ impl Cpu {
             }
             _ => {}
         }
-        self.eip = next;
         match o.kind {
             K::AluMR => {
                 let a = self.rd_op(bus, o, n)?;
@@ -1019,6 +1046,8 @@ impl Cpu {
             K::Jcc => {
                 if self.cond(o.aux) {
                     self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+                } else {
+                    self.eip = next;
                 }
             }
             K::Jmp => self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?,
