@@ -11,14 +11,22 @@
 //! task switches), `exec` (run loop, decoder and instruction semantics), `state` (register
 //! view, migration state), [`fpu`] (x87), [`testbus`] (a flat test board).
 //!
-//! Execution model today: decode-and-execute, one instruction at a time. Each instruction's
-//! first 16 bytes are prefetched once through the TLB; nothing decoded is kept, so
-//! self-modifying code (also across pages and through alias mappings) needs no
-//! invalidation and `Memory::mark_code` is not used yet. Instruction counting is exact per
-//! instruction (REP string iterations count one each and stop exactly at the limit);
-//! forward REP MOVS/STOS run in page-sized chunks straight on the store when both pages
-//! have fast TLB entries. The decoded-block cache keyed by (physical address, CS.D, mode)
-//! is the next speed step.
+//! Execution model: a decoded-block cache in front of the interpreter (`block`). A block is
+//! a straight run of pre-decoded ops inside one 4 KiB page, keyed by the store offset of its
+//! first byte and CS.D; it ends at a branch, at the page end, or after an instruction that
+//! may change the mode, CS, segments, IF, control registers or do I/O. Common instructions
+//! have their own handlers; the rest run through the interpreter's `step` (decode-and-execute
+//! with a 16-byte prefetch through the TLB), which also runs whenever no block applies (TLB
+//! miss on the code page, TF/RF/instruction breakpoints, interrupt shadow, code outside RAM or
+//! ROM). Blocks chain without returning to the run loop while nothing it checks can have
+//! changed. A page that holds blocks is marked with `Memory::mark_code`, so it never gets a
+//! fast write TLB entry: every write to it takes the one write path, which records an
+//! invalidation; invalidations are drained before each block lookup and after slow-path
+//! writes, and a write to the running block's page ends the block after that instruction
+//! (self-modifying code, also through alias mappings). Instruction counting is exact (a block
+//! stops at the limit; REP string iterations count one each); a fault restores the EIP of
+//! its own instruction. Forward REP MOVS/STOS run in page-sized chunks straight on the store
+//! when both pages have fast TLB entries.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
