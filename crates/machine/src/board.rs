@@ -22,6 +22,15 @@ use wasm86_memory::Memory;
 /// I/O bases of COM1..COM4 and their IRQs.
 pub const UART_PORTS: [(u16, u8); 4] = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 4), (0x2E8, 3)];
 
+/// A drive request as the block layer takes it.
+fn to_block(kind: IdeRequestKind) -> BlockRequest {
+    match kind {
+        IdeRequestKind::Read { offset, len } => BlockRequest::Read { offset, len },
+        IdeRequestKind::Write { offset, data } => BlockRequest::Write { offset, data },
+        IdeRequestKind::Flush => BlockRequest::Flush,
+    }
+}
+
 fn block_to_io(e: BlockError) -> IoError {
     match e {
         BlockError::OutOfRange { .. } => IoError::OutOfRange,
@@ -348,11 +357,7 @@ impl Board {
     /// Forwards drive requests to their block devices and feeds completions back.
     pub fn pump_storage(&mut self, now: VirtTime) {
         for req in self.ide.take_requests() {
-            let breq = match req.kind {
-                IdeRequestKind::Read { offset, len } => BlockRequest::Read { offset, len },
-                IdeRequestKind::Write { offset, data } => BlockRequest::Write { offset, data },
-                IdeRequestKind::Flush => BlockRequest::Flush,
-            };
+            let breq = to_block(req.kind);
             match self.drives.get_mut(req.drive).and_then(Option::as_mut) {
                 Some(dev) => dev.submit(req.id, breq, now),
                 None => self
@@ -361,11 +366,7 @@ impl Board {
             }
         }
         for req in self.fdc.take_requests() {
-            let breq = match req.kind {
-                IdeRequestKind::Read { offset, len } => BlockRequest::Read { offset, len },
-                IdeRequestKind::Write { offset, data } => BlockRequest::Write { offset, data },
-                IdeRequestKind::Flush => BlockRequest::Flush,
-            };
+            let breq = to_block(req.kind);
             match self.floppies.get_mut(req.drive).and_then(Option::as_mut) {
                 Some(dev) => dev.submit(req.id, breq, now),
                 None => self.fdc.complete(

@@ -116,32 +116,20 @@ pub fn table() -> HmpTable<Ctx> {
 }
 
 fn stop(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
-    if ctx.state == RunState::Running {
-        ctx.state = RunState::Paused;
-        ctx.pending_events.push(Event::new("STOP"));
-    }
+    let ev = crate::registry::do_stop(ctx);
+    ctx.pending_events.extend(ev);
     Ok(String::new())
 }
 
 fn cont(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
-    match ctx.state {
-        RunState::Running => Ok(String::new()),
-        s if s.needs_reset_before_cont() => Err("Resetting the Virtual Machine is required".into()),
-        _ => {
-            ctx.state = RunState::Running;
-            ctx.pending_events.push(Event::new("RESUME"));
-            Ok(String::new())
-        }
-    }
+    let ev = crate::registry::do_cont(ctx).map_err(|e| e.desc().to_string())?;
+    ctx.pending_events.extend(ev);
+    Ok(String::new())
 }
 
 fn system_reset(ctx: &mut Ctx, _: HmpArgs) -> Result<String, String> {
-    ctx.machine.reset(false);
-    ctx.machine.take_events();
-    if matches!(ctx.state, RunState::Shutdown | RunState::InternalError) {
-        ctx.state = RunState::Paused;
-    }
-    ctx.pending_events.push(Event::new("RESET"));
+    let ev = crate::registry::do_reset(ctx);
+    ctx.pending_events.push(ev);
     Ok(String::new())
 }
 

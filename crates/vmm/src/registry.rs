@@ -79,33 +79,52 @@ fn quit(ctx: &mut Ctx, _: Args) -> Result<Reply, QmpError> {
     Ok(Reply::empty().event_after(Event::new("SHUTDOWN")))
 }
 
-fn stop(ctx: &mut Ctx, _: Args) -> Result<Reply, QmpError> {
-    if ctx.state == RunState::Running {
+/// `stop`: running → paused with a STOP event; in any other state nothing happens.
+pub(crate) fn do_stop(ctx: &mut Ctx) -> Option<Event> {
+    (ctx.state == RunState::Running).then(|| {
         ctx.state = RunState::Paused;
-        return Ok(Reply::empty().event_before(Event::new("STOP")));
-    }
-    empty()
+        Event::new("STOP")
+    })
 }
 
-fn cont(ctx: &mut Ctx, _: Args) -> Result<Reply, QmpError> {
+/// `cont`: back to running with a RESUME event (none when already running).
+pub(crate) fn do_cont(ctx: &mut Ctx) -> Result<Option<Event>, QmpError> {
     match ctx.state {
-        RunState::Running => empty(),
+        RunState::Running => Ok(None),
         RunState::Inmigrate => Err(QmpError::migration_expected()),
         s if s.needs_reset_before_cont() => Err(QmpError::reset_required()),
         _ => {
             ctx.state = RunState::Running;
-            Ok(Reply::empty().event_before(Event::new("RESUME")))
+            Ok(Some(Event::new("RESUME")))
         }
     }
 }
 
-fn system_reset(ctx: &mut Ctx, _: Args) -> Result<Reply, QmpError> {
+/// `system_reset`: the machine resets; a VM stopped by a guest shutdown or an internal
+/// error becomes paused (as 1.1's main loop does). The RESET event follows the reply.
+pub(crate) fn do_reset(ctx: &mut Ctx) -> Event {
     ctx.machine.reset(false);
     ctx.machine.take_events();
     if matches!(ctx.state, RunState::Shutdown | RunState::InternalError) {
         ctx.state = RunState::Paused;
     }
-    Ok(Reply::empty().event_after(Event::new("RESET")))
+    Event::new("RESET")
+}
+
+fn stop(ctx: &mut Ctx, _: Args) -> Result<Reply, QmpError> {
+    Ok(do_stop(ctx)
+        .into_iter()
+        .fold(Reply::empty(), Reply::event_before))
+}
+
+fn cont(ctx: &mut Ctx, _: Args) -> Result<Reply, QmpError> {
+    Ok(do_cont(ctx)?
+        .into_iter()
+        .fold(Reply::empty(), Reply::event_before))
+}
+
+fn system_reset(ctx: &mut Ctx, _: Args) -> Result<Reply, QmpError> {
+    Ok(Reply::empty().event_after(do_reset(ctx)))
 }
 
 #[derive(Deserialize)]
