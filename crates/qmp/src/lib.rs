@@ -1,7 +1,7 @@
 //! QMP, the QEMU Machine Protocol, in QEMU 1.1's dialect, for wasm86.
 //!
 //! Transport-free and machine-free: bytes in, bytes out, and a context type `C` that the
-//! integrator's command handlers receive.
+//! embedding crate's command handlers receive.
 //!
 //! - [`json`]: framing of the input stream by JSON structure (not lines), with QEMU's limits
 //!   and resynchronisation, and QMP's output format.
@@ -20,7 +20,7 @@
 //! per connection, pass received bytes to [`Session::handle`] with the host's wall-clock
 //! [`Timestamp`], send [`Session::take_output`], and send the returned events (and every
 //! machine event) to the other sessions with [`Session::push_event`]. A handler that cannot
-//! answer at once returns [`Reply::deferred`]`(args.defer())` and the integrator later calls
+//! answer at once returns [`Reply::deferred`]`(args.defer())` and the embedding crate later calls
 //! [`Session::complete`].
 //!
 //! # Where wasm86 differs from QEMU 1.1

@@ -236,7 +236,7 @@ impl Session {
     }
 
     /// Feeds bytes and dispatches everything complete. Returns the events handlers emitted,
-    /// in order, for the integrator to send to the *other* sessions (this one already has
+    /// in order, for the caller to send to the *other* sessions (this one already has
     /// them).
     pub fn handle<C>(
         &mut self,
@@ -396,7 +396,7 @@ impl Session {
     }
 
     /// Replies (deferred or ready) waiting behind an uncompleted deferred reply. An
-    /// integrator may stop reading input while this is high.
+    /// caller may stop reading input while this is high.
     pub fn queued(&self) -> usize {
         self.queue.len()
     }

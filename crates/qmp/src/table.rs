@@ -89,7 +89,7 @@ pub struct ArgSpec {
     pub optional: bool,
 }
 
-/// A malformed table entry (a programming error of the integrator, reported, never a panic).
+/// A malformed table entry (a programming error of the embedding crate, reported, never a panic).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
     /// The name is already in the table.
