@@ -318,7 +318,7 @@ impl Board {
                 }
             }
         };
-        self.after_io(now);
+        self.after_io(port, now);
         v
     }
 
@@ -345,12 +345,22 @@ impl Board {
                 }
             }
         }
-        self.after_io(now);
+        self.after_io(port, now);
     }
 
-    /// After every port access: storage requests, interrupt lines.
-    fn after_io(&mut self, now: VirtTime) {
-        self.pump_storage(now);
+    /// Ports whose accesses can start storage requests or let a DMA transfer proceed: the
+    /// IDE and floppy controllers, their bus-master block and the 8237.
+    fn is_storage_port(&self, port: u16) -> bool {
+        matches!(port, 0x00..=0x0F | 0x80..=0x8F | 0xC0..=0xDF | 0x170..=0x177 | 0x1F0..=0x1F7)
+            || matches!(port, 0x376 | 0x3F0..=0x3F7)
+            || self.ide_bm_offset(port).is_some()
+    }
+
+    /// After every port access: storage requests (for storage ports), interrupt lines.
+    fn after_io(&mut self, port: u16, now: VirtTime) {
+        if self.is_storage_port(port) {
+            self.pump_storage(now);
+        }
         self.sync_irqs();
     }
 
