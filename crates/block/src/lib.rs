@@ -31,6 +31,7 @@ mod file;
 mod mem;
 mod overlay;
 mod qcow2;
+pub mod range;
 
 pub use device::{BlockDevice, BlockStats, ThrottleError, ThrottleLimits};
 #[cfg(not(target_arch = "wasm32"))]
@@ -42,6 +43,7 @@ pub use qcow2::open_image;
 pub use qcow2::{
     is_qcow2, DiskRead, Qcow2Backend, Qcow2Disk, Qcow2Header, RawDisk, ReadAt, MAX_BACKING_DEPTH,
 };
+pub use range::{Fetch, RangeBackend, RangeError, RangeStats, SharedRange};
 
 /// Sector size used for rounding and `wr_highest_offset`.
 pub const SECTOR_SIZE: u64 = 512;
