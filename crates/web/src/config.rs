@@ -4,8 +4,9 @@
 //! Everything here is platform-free so that it is tested natively; `wasm.rs` only converts
 //! JavaScript values into [`WebConfig`] and [`Images`].
 
+use crate::remote::RemoteDrives;
 use serde::Deserialize;
-use wasm86_block::{BlockDevice, MemBackend};
+use wasm86_block::{BlockBackend, BlockDevice, MemBackend, Overlay};
 use wasm86_machine::{DirectBoot, Machine, MachineConfig};
 use wasm86_vmm::VmConfig;
 
@@ -43,8 +44,8 @@ pub struct WebConfig {
     pub no_shutdown: Option<bool>,
 }
 
-/// The images (`files`): each an optional byte array.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The images (`files`): each an optional byte array, and the drives read lazily from URLs.
+#[derive(Debug, Clone, Default)]
 pub struct Images {
     /// SeaBIOS `bios.bin` (required).
     pub bios: Option<Vec<u8>>,
@@ -62,6 +63,9 @@ pub struct Images {
     pub hda: Option<Vec<u8>>,
     /// Floppy image in `floppy0` (writable, in memory).
     pub fda: Option<Vec<u8>>,
+    /// Drives (`cdrom`, `hda`, `fda`) read lazily from a URL instead of given as bytes. Guest
+    /// writes to a remote disk or floppy stay in memory (an overlay).
+    pub remote: RemoteDrives,
 }
 
 impl Images {
@@ -142,6 +146,15 @@ pub fn floppy_type(size: usize) -> Option<u8> {
     })
 }
 
+/// The `'static` name of a drive of [`crate::remote::REMOTE_DRIVES`].
+fn static_drive(name: &str) -> &'static str {
+    match name {
+        "cdrom" => "cdrom",
+        "hda" => "hda",
+        _ => "fda",
+    }
+}
+
 fn check_boot_order(order: &str) -> Result<(), ConfigError> {
     let bad = || ConfigError::BootOrder(order.to_string());
     if order.is_empty() || order.len() > 3 {
@@ -181,39 +194,55 @@ pub fn build(
         cdrom,
         hda,
         fda,
+        remote,
     } = images;
     let bios = bios.ok_or(ConfigError::Missing("bios", " (SeaBIOS bios.bin)"))?;
-    let floppy0_type = match &fda {
-        Some(f) => floppy_type(f.len()).ok_or_else(|| {
-            ConfigError::BadImage(
-                "fda",
-                format!(
-                    "{} bytes is not a floppy format (360K, 720K, 1.2M, 1.44M, 2.88M)",
-                    f.len()
-                ),
-            )
-        })?,
-        None => 0,
-    };
-    if let Some(d) = &hda {
-        if d.len() < 512 || d.len() % 512 != 0 {
+    for name in crate::remote::REMOTE_DRIVES {
+        let given = match name {
+            "cdrom" => cdrom.is_some(),
+            "hda" => hda.is_some(),
+            _ => fda.is_some(),
+        };
+        if given && remote.get(name).is_some() {
             return Err(ConfigError::BadImage(
-                "hda",
-                format!(
-                    "{} bytes is not a whole number of 512-byte sectors",
-                    d.len()
-                ),
+                static_drive(name),
+                "given both as bytes and as a URL".into(),
             ));
         }
     }
-    if let Some(d) = &cdrom {
-        if d.len() < 2048 || d.len() % 2048 != 0 {
+    // Sizes: of the bytes, or of the remote image (rounded up to a sector).
+    let size_of = |bytes: &Option<Vec<u8>>, name: &str| {
+        bytes
+            .as_ref()
+            .map(|d| d.len() as u64)
+            .or_else(|| remote.get(name).map(|r| r.size()))
+    };
+    let floppy0_type = match size_of(&fda, "fda") {
+        Some(n) => usize::try_from(n)
+            .ok()
+            .and_then(floppy_type)
+            .ok_or_else(|| {
+                ConfigError::BadImage(
+                    "fda",
+                    format!("{n} bytes is not a floppy format (360K, 720K, 1.2M, 1.44M, 2.88M)"),
+                )
+            })?,
+        None => 0,
+    };
+    let hda_size = size_of(&hda, "hda");
+    if let Some(n) = hda_size {
+        if n < 512 || n % 512 != 0 {
+            return Err(ConfigError::BadImage(
+                "hda",
+                format!("{n} bytes is not a whole number of 512-byte sectors"),
+            ));
+        }
+    }
+    if let Some(n) = size_of(&cdrom, "cdrom") {
+        if n < 2048 || n % 2048 != 0 {
             return Err(ConfigError::BadImage(
                 "cdrom",
-                format!(
-                    "{} bytes is not a whole number of 2048-byte sectors",
-                    d.len()
-                ),
+                format!("{n} bytes is not a whole number of 2048-byte sectors"),
             ));
         }
     }
@@ -242,16 +271,23 @@ pub fn build(
     mc.boot_order = boot_order;
     mc.rtc_base = (wall_ms.max(0.0) / 1000.0) as u64;
     mc.floppy0_type = floppy0_type;
-    mc.hd_present = [hda.is_some(), false];
+    mc.hd_present = [hda_size.is_some(), false];
     let mut machine = Machine::new(mc)?;
-    let mem = |data: Vec<u8>, ro: bool, name: &str| {
-        BlockDevice::new(Box::new(MemBackend::new(data, ro, name.to_string())))
+    // Bytes in memory, or the remote image (under an overlay when the guest may write).
+    let drive = |data: Option<Vec<u8>>, ro: bool, name: &str| -> Option<BlockDevice> {
+        let backend: Box<dyn BlockBackend> = match (data, remote.get(name)) {
+            (Some(d), _) => Box::new(MemBackend::new(d, ro, name.to_string())),
+            (None, Some(r)) if ro => Box::new(r.clone()),
+            (None, Some(r)) => Box::new(Overlay::new(Box::new(r.clone()))),
+            (None, None) => return None,
+        };
+        Some(BlockDevice::new(backend))
     };
     machine.attach_drives(
-        hda.map(|d| mem(d, false, "hda")),
+        drive(hda, false, "hda"),
         None,
-        cdrom.map(|d| mem(d, true, "cdrom")),
-        fda.map(|d| mem(d, false, "fda")),
+        drive(cdrom, true, "cdrom"),
+        drive(fda, false, "fda"),
     )?;
     let vm = VmConfig {
         name: cfg.name.clone().filter(|n| !n.is_empty()),
@@ -401,5 +437,48 @@ mod tests {
             Some(1_474_560)
         );
         assert!(b.drives[1].is_none());
+    }
+
+    #[test]
+    fn remote_drives_are_attached_and_checked() {
+        use crate::remote::RemoteDrives;
+        let with = |remote: RemoteDrives| Images {
+            bios: Some(hlt_bios()),
+            remote,
+            ..Images::default()
+        };
+        let mut r = RemoteDrives::new();
+        r.add("hda", "/images/hd.img", 1_048_576.0).unwrap();
+        r.add("cdrom", "/images/cd.iso", 8192.0).unwrap();
+        r.add("fda", "/images/fd.img", 1_474_560.0).unwrap();
+        let cfg = WebConfig {
+            memory_mib: Some(16),
+            ..WebConfig::default()
+        };
+        let (mut m, _) = build(&cfg, with(r), 0.0).unwrap();
+        let b = m.board_mut();
+        let hd = b.drives[0].as_ref().expect("hda");
+        assert_eq!((hd.size(), hd.read_only()), (1 << 20, false));
+        assert_eq!(hd.file_name(), "/images/hd.img");
+        let cd = b.drives[2].as_ref().expect("cdrom");
+        assert_eq!((cd.size(), cd.read_only()), (8192, true));
+        assert_eq!(
+            b.floppies[0].as_ref().map(BlockDevice::size),
+            Some(1_474_560)
+        );
+
+        let one = |drive: &str, size: f64| {
+            let mut r = RemoteDrives::new();
+            r.add(drive, "/x", size).unwrap();
+            r
+        };
+        let d = WebConfig::default();
+        assert!(err(&d, with(one("cdrom", 1000.0))).contains("2048-byte sectors"));
+        assert!(err(&d, with(one("fda", 1000.0))).contains("not a floppy format"));
+        let both = Images {
+            hda: Some(vec![0; 512]),
+            ..with(one("hda", 512.0))
+        };
+        assert!(err(&d, both).contains("files.hda: given both as bytes and as a URL"));
     }
 }

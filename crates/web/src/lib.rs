@@ -10,6 +10,7 @@
 //! - [`runner`] is the realtime run loop, the MIPS meter and the serial input queue;
 //! - [`files`] is the size-capped store where `screendump`/`memsave`/`pmemsave` write;
 //! - [`host`] implements the VM's [`wasm86_vmm::Host`] for a worker;
+//! - [`remote`] holds the drives read lazily from URLs (HTTP range requests by the worker);
 //! - `wasm` holds the JavaScript class, conversions only.
 //!
 //! All but the last are platform-free and tested natively (`cargo test -p wasm86-web`); the
@@ -22,6 +23,7 @@
 pub mod config;
 pub mod files;
 pub mod host;
+pub mod remote;
 pub mod runner;
 mod wasm;
 

@@ -7,6 +7,7 @@
 use crate::config::{self, Images};
 use crate::files::FileStore;
 use crate::host::{self, WebHost};
+use crate::remote::RemoteDrives;
 use crate::runner::Runner;
 use js_sys::{Array, Object, Reflect, Uint8Array, Uint8ClampedArray};
 use std::cell::RefCell;
@@ -50,22 +51,43 @@ fn read_images(files: &JsValue) -> Result<Images, JsError> {
     for key in Object::keys(obj).iter() {
         let name = key.as_string().unwrap_or_default();
         let value = Reflect::get(obj, &key).unwrap_or(JsValue::UNDEFINED);
-        let Some(slot) = images.slot(&name) else {
+        if images.slot(&name).is_none() {
             return Err(JsError::new(&format!(
                 "invalid VM files: unknown image '{name}' (expected one of {})",
                 Images::NAMES.join(", ")
             )));
-        };
+        }
         if value.is_undefined() || value.is_null() {
             continue;
         }
+        let url = Reflect::get(&value, &JsValue::from_str("url")).unwrap_or(JsValue::UNDEFINED);
+        if value.is_object()
+            && !value.is_instance_of::<Uint8Array>()
+            && !value.is_instance_of::<js_sys::ArrayBuffer>()
+            && !url.is_undefined()
+        {
+            // {url, size}: read lazily with range requests by the worker.
+            let size = Reflect::get(&value, &JsValue::from_str("size"))
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(f64::NAN);
+            let url = url.as_string().unwrap_or_default();
+            images
+                .remote
+                .add(&name, &url, size)
+                .map_err(|e| JsError::new(&format!("invalid VM files: {e}")))?;
+            continue;
+        }
+        let Some(slot) = images.slot(&name) else {
+            continue; // checked above
+        };
         *slot = Some(if let Some(a) = value.dyn_ref::<Uint8Array>() {
             a.to_vec()
         } else if let Some(b) = value.dyn_ref::<js_sys::ArrayBuffer>() {
             Uint8Array::new(b).to_vec()
         } else {
             return Err(JsError::new(&format!(
-                "invalid VM files: files.{name} must be a Uint8Array or an ArrayBuffer"
+                "invalid VM files: files.{name} must be a Uint8Array, an ArrayBuffer or {{url, size}}"
             )));
         });
     }
@@ -79,6 +101,7 @@ pub struct WasmVm {
     runner: Runner,
     files: Rc<RefCell<FileStore>>,
     images: host::Images,
+    remote: RemoteDrives,
     force_frame: bool,
 }
 
@@ -89,7 +112,9 @@ impl WasmVm {
     /// `config`: `{memory_mib, cmdline, boot, start_paused, name, uuid, wall_clock_ms,
     /// deterministic, no_reboot, no_shutdown}`, all optional. `files`: `{bios, vgabios,
     /// linuxboot, kernel, initrd, cdrom, hda, fda}` as Uint8Arrays; `bios` is required,
-    /// `linuxboot` with `kernel`. Throws an `Error` naming what is wrong.
+    /// `linuxboot` with `kernel`. `cdrom`, `hda` and `fda` may instead be `{url, size}`: the
+    /// drive is then read lazily, and the worker answers [`WasmVm::take_fetches`]. Throws an
+    /// `Error` naming what is wrong.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue, files: JsValue) -> Result<WasmVm, JsError> {
         install_panic_hook();
@@ -101,6 +126,7 @@ impl WasmVm {
             config::parse_config(&String::from(json)).map_err(|e| JsError::new(&e.to_string()))?
         };
         let images = read_images(&files)?;
+        let remote = images.remote.clone();
         let (machine, vm_config) = config::build(&cfg, images, js_sys::Date::now())
             .map_err(|e| JsError::new(&e.to_string()))?;
         let files = Rc::new(RefCell::new(FileStore::default()));
@@ -111,6 +137,7 @@ impl WasmVm {
             runner: Runner::new(),
             files,
             images,
+            remote,
             force_frame: true,
         })
     }
@@ -269,6 +296,55 @@ impl WasmVm {
     pub fn image_names(&self) -> String {
         let names: Vec<String> = self.images.borrow().keys().cloned().collect();
         serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// The byte ranges the drives read from URLs want since the last call, as an array of
+    /// `{drive, url, offset, len}`: fetch each (`Range: bytes=offset-(offset+len-1)`) and
+    /// answer it once with [`WasmVm::deliver`] or [`WasmVm::fail_fetch`].
+    pub fn take_fetches(&mut self) -> Array {
+        let out = Array::new();
+        for f in self.remote.take_fetches() {
+            let o = Object::new();
+            set(&o, "drive", f.drive);
+            set(&o, "url", f.url);
+            set(&o, "offset", f.offset as f64);
+            set(&o, "len", f.len as u32);
+            out.push(&o);
+        }
+        out
+    }
+
+    /// The bytes of the fetch at `offset` of `drive`. Throws (and fails the fetch, so the
+    /// guest's read gets an I/O error) when the length is not the one asked for.
+    pub fn deliver(&mut self, drive: &str, offset: f64, data: &[u8]) -> Result<(), JsError> {
+        self.remote
+            .deliver(drive, offset, data)
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// The fetch at `offset` of `drive` failed: the guest's reads that need it get an I/O
+    /// error.
+    pub fn fail_fetch(&mut self, drive: &str, offset: f64, error: &str) -> Result<(), JsError> {
+        self.remote
+            .fail(drive, offset, error)
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Counters of the drives read from URLs: `{DRIVE: {fetches, bytes_requested,
+    /// bytes_delivered, failures, cached_blocks, evictions}}`.
+    pub fn remote_stats(&self) -> JsValue {
+        let out = Object::new();
+        for (drive, st) in self.remote.stats() {
+            let o = Object::new();
+            set(&o, "fetches", st.fetches as f64);
+            set(&o, "bytes_requested", st.bytes_requested as f64);
+            set(&o, "bytes_delivered", st.bytes_delivered as f64);
+            set(&o, "failures", st.failures as f64);
+            set(&o, "cached_blocks", st.cached_blocks as f64);
+            set(&o, "evictions", st.evictions as f64);
+            set(&out, &drive, o);
+        }
+        out.into()
     }
 
     /// The command table with argument names, types and optionality, as JSON (for the
