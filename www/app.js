@@ -10,7 +10,7 @@
 //                      form) resolves with a JSONParsing / GenericError response without
 //                      reaching the VM, so the session never waits on half a message.
 //   on(name, fn) / off(name, fn)   "event" (whole QMP event objects), "serial" (text written by
-//                      the guest to ttyS0), "status" ({state, mips}), "file" ({name, data}),
+//                      the guest to ttyS0), "status" ({state, mips, remote}), "file" ({name, data}),
 //                      "started" ({commands}), "quit", "relay" (text).
 //   relay(url)         connect the worker to a QMP relay (wasm86-bridge's /qmp WebSocket).
 //   restart(config)    power on a new VM (the guest form uses it).
@@ -475,7 +475,11 @@ function onWorkerMessage(ev) {
     case "status":
       setState(m.state);
       $("mips").textContent = m.state === "running" ? `${m.mips.toFixed(1)} MIPS` : "";
-      emit("status", { state: m.state, mips: m.mips });
+      if (m.remote) {
+        const parts = Object.entries(m.remote).map(([d, s]) => `${d}: ${(s.bytes_delivered / 1048576).toFixed(1)} MiB in ${s.fetches} range requests${s.failures ? `, ${s.failures} failed` : ""}`);
+        $("progress").textContent = parts.join("; ");
+      }
+      emit("status", { state: m.state, mips: m.mips, remote: m.remote });
       break;
     case "progress":
       $("progress").textContent = m.label ? `${m.label}: ${(m.got / 1048576).toFixed(1)}${m.total ? ` / ${(m.total / 1048576).toFixed(1)}` : ""} MiB` : "";
@@ -542,6 +546,8 @@ function common(config) {
   if (params.get("paused")) c.start_paused = true;
   if (params.get("qmp")) c.qmpRelay = params.get("qmp");
   if (params.get("name")) c.name = params.get("name");
+  // lazy=1: drive images given by URL are read on demand with range requests.
+  if (params.get("lazy") && params.get("lazy") !== "0") c.lazy = true;
   return c;
 }
 

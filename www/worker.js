@@ -9,12 +9,21 @@
 // Messages to the page: started {commands, table}, status {state, mips}, serial {data}, frame {frame},
 // qmp-reply {reply}, event {event}, post-out {session, data}, file {name, data},
 // progress {label, got, total}, relay {state}, image {name, size}, warning {message}, quit,
-// fatal {message}.
+// fatal {message}. status also carries `remote` ({drive: {fetches, bytes_delivered, ...}})
+// when drives are read from URLs.
+//
+// Lazy drives (config.lazy): a cdrom/hda/fda given as a URL is not downloaded. The worker asks
+// its size with HEAD, hands the VM {url, size}, and after every run slice fetches the byte
+// ranges the VM wants (vm.take_fetches()) with `Range: bytes=a-b`, at most MAX_FETCHES at a
+// time; each answer must be a 206 of exactly the bytes asked for, else the fetch fails and
+// the guest's read gets an I/O error. The VM keeps running meanwhile.
 import init, { WasmVm } from "/pkg/wasm86_web.js";
 
 const SLICE_MS = 10; // host time per run() call; the worker answers messages in between
 const FRAME_MS = 16; // at most one frame per display refresh
 const STATUS_MS = 250;
+const MAX_FETCHES = 4; // range requests in flight at once
+const FETCH_TIMEOUT_MS = 60000;
 
 let vm = null;
 let quit = false;
@@ -51,11 +60,13 @@ function step() {
     return;
   }
   flush();
+  fetcher.pump();
   if (st.quit) { shutdown(); return; }
   const now = performance.now();
   if (now - lastStatus > STATUS_MS || st.state !== lastState) {
     lastStatus = now; lastState = st.state;
-    post({ type: "status", state: st.state, mips: st.mips });
+    const remote = fetcher.active ? vm.remote_stats() : undefined;
+    post({ type: "status", state: st.state, mips: st.mips, remote });
   }
   if (st.state !== "running") return; // stopped: a message (QMP cont ...) kicks it again
   if (st.idle_ms > 0) {
@@ -138,6 +149,75 @@ async function fetchBytes(url, label) {
   return out;
 }
 
+/** A drive read on demand: its size from HEAD (or from a one-byte range's Content-Range). */
+async function remoteImage(url, label) {
+  const head = await fetch(url, { method: "HEAD", cache: "no-store" });
+  if (!head.ok) throw new Error(`${label}: HTTP ${head.status} for HEAD ${url}`);
+  let size = Number(head.headers.get("content-length"));
+  if (!(size > 0)) {
+    const r = await fetch(url, { headers: { Range: "bytes=0-0" }, cache: "no-store" });
+    const m = /\/(\d+)\s*$/.exec(r.headers.get("content-range") || "");
+    await r.arrayBuffer().catch(() => null);
+    if (r.status !== 206 || !m) throw new Error(`${label}: ${url} answers no range requests (HTTP ${r.status})`);
+    size = Number(m[1]);
+  }
+  fetcher.active = true;
+  post({ type: "progress", label: `${label}: read on demand`, got: 0, total: size });
+  return { url, size };
+}
+
+// ---- range requests for the drives read on demand ---------------------------------------------
+const fetcher = {
+  active: false, // some drive is read on demand
+  queue: [],
+  running: 0,
+  /** Takes what the VM wants and starts fetches, at most MAX_FETCHES at a time. */
+  pump() {
+    if (!this.active || !vm || quit) return;
+    for (const f of vm.take_fetches()) this.queue.push(f);
+    while (this.running < MAX_FETCHES && this.queue.length) this.run(this.queue.shift());
+  },
+  async run(f) {
+    this.running++;
+    const owner = vm;
+    const last = f.offset + f.len - 1;
+    let bytes = null;
+    let error = null;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const resp = await fetch(f.url, { headers: { Range: `bytes=${f.offset}-${last}` }, cache: "no-store", signal: ctl.signal });
+      if (resp.status !== 206) {
+        ctl.abort();
+        throw new Error(`HTTP ${resp.status} instead of 206 Partial Content`);
+      }
+      // Same-origin (or exposed by CORS): the range must be the one asked for.
+      const cr = resp.headers.get("content-range");
+      const m = cr && /^bytes (\d+)-(\d+)\//.exec(cr.trim());
+      if (cr && (!m || Number(m[1]) !== f.offset || Number(m[2]) !== last)) {
+        ctl.abort();
+        throw new Error(`Content-Range '${cr}' does not match bytes ${f.offset}-${last}`);
+      }
+      bytes = new Uint8Array(await resp.arrayBuffer());
+    } catch (e) {
+      error = `${f.url} bytes ${f.offset}-${last}: ${String((e && e.message) || e)}`;
+    } finally {
+      clearTimeout(timer);
+      this.running--;
+    }
+    if (owner !== vm || !vm || quit) return;
+    try {
+      if (bytes) vm.deliver(f.drive, f.offset, bytes);
+      else vm.fail_fetch(f.drive, f.offset, error);
+    } catch (e) {
+      error = String((e && e.message) || e); // a wrong length: the fetch failed in the VM
+    }
+    if (error) post({ type: "warning", message: `${f.drive}: ${error}` });
+    kick();
+    this.pump();
+  },
+};
+
 async function image(v, label) {
   if (v instanceof Uint8Array) return v;
   if (v instanceof ArrayBuffer) return new Uint8Array(v);
@@ -156,7 +236,9 @@ async function start(cfg) {
     if (cfg.initrd) files.initrd = await image(cfg.initrd, "initrd");
   }
   for (const k of ["cdrom", "hda", "fda"]) {
-    const v = await image(cfg[k], cfg[`${k}_name`] || k);
+    const label = cfg[`${k}_name`] || k;
+    const lazy = cfg.lazy && typeof cfg[k] === "string" && cfg[k];
+    const v = lazy ? await remoteImage(cfg[k], label) : await image(cfg[k], label);
     if (v) files[k] = v;
   }
   post({ type: "progress", label: "", got: 0, total: 0 });
