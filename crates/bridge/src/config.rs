@@ -23,6 +23,8 @@ options:
   --qmp unix:PATH        QMP endpoint on a unix socket (repeatable)
   --qmp tcp:HOST:PORT    QMP endpoint on TCP (repeatable)
   --allow-origin ORIGIN  also accept VM WebSocket connections from ORIGIN (repeatable)
+  --access-log FILE      append one line per HTTP response to FILE:
+                         METHOD PATH STATUS FIRST-LAST BYTES (range '-' without a body)
   --verbose              log one line per HTTP request to stderr
   --help                 print this help
   --version              print the version
@@ -65,6 +67,8 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     /// Log one line per request to stderr.
     pub verbose: bool,
+    /// Append one line per response to this file (`--access-log`).
+    pub access_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -77,6 +81,7 @@ impl Default for Config {
             qmp: Vec::new(),
             allow_origins: Vec::new(),
             verbose: false,
+            access_log: None,
         }
     }
 }
@@ -229,7 +234,8 @@ where
                 flag(&inline)?;
                 cfg.verbose = true;
             }
-            "--listen" | "--www" | "--pkg" | "--images" | "--qmp" | "--allow-origin" => {
+            "--listen" | "--www" | "--pkg" | "--images" | "--qmp" | "--allow-origin"
+            | "--access-log" => {
                 let value = match inline {
                     Some(v) => v,
                     None => args
@@ -241,6 +247,7 @@ where
                     "--www" => Some("--www"),
                     "--pkg" => Some("--pkg"),
                     "--images" => Some("--images"),
+                    "--access-log" => Some("--access-log"),
                     _ => None,
                 };
                 if let Some(s) = single {
@@ -251,6 +258,12 @@ where
                 }
                 match name.as_str() {
                     "--listen" => cfg.listen = parse_host_port("--listen", &value)?,
+                    "--access-log" => {
+                        if value.is_empty() || value.contains('\0') {
+                            return Err(bad(&name, &value, "expected a file path"));
+                        }
+                        cfg.access_log = Some(PathBuf::from(value));
+                    }
                     "--www" | "--pkg" | "--images" => {
                         if value.is_empty() || value.contains('\0') {
                             return Err(bad(&name, &value, "expected a directory"));
@@ -318,6 +331,7 @@ mod tests {
             "--allow-origin",
             "HTTP://Example.org:8000/",
             "--verbose",
+            "--access-log=/tmp/a.log",
         ])
         .unwrap() else {
             panic!("expected Run")
@@ -335,6 +349,7 @@ mod tests {
         );
         assert_eq!(c.allow_origins, vec!["http://example.org:8000".to_string()]);
         assert!(c.verbose);
+        assert_eq!(c.access_log, Some(PathBuf::from("/tmp/a.log")));
         assert_eq!(c.qmp[1].to_string(), "tcp:127.0.0.1:4444");
     }
 
@@ -364,6 +379,9 @@ mod tests {
             &["--allow-origin", "http://a/b"],
             &["--verbose=1"],
             &["--www", ""],
+            &["--access-log"],
+            &["--access-log", ""],
+            &["--access-log", "a", "--access-log", "b"],
         ];
         for args in cases {
             let err = parse(args).expect_err(&format!("{args:?} should fail"));

@@ -399,7 +399,13 @@ pub enum Body {
 }
 
 impl Body {
-    fn len(&self) -> u64 {
+    /// Whether the body has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of body bytes the response promises.
+    pub fn len(&self) -> u64 {
         match self {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,

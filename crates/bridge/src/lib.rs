@@ -23,6 +23,10 @@
 //! get 400; a file that resolves (through a symbolic link) outside its directory gets
 //! 403. A directory without its trailing slash is redirected (301) to it.
 //!
+//! With `--access-log FILE` every response is also recorded as one line of
+//! `METHOD PATH STATUS FIRST-LAST BYTES` (see [`access`]), which tests read to see which bytes
+//! of an image were served.
+//!
 //! # The relay protocol (bridge ⇄ worker)
 //!
 //! The worker opens `ws://BRIDGE/qmp`. The upgrade is refused with 403 unless `Origin`
@@ -90,6 +94,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod config;
 pub mod http;
 pub mod relay;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::access::{parse_content_range, AccessEntry, AccessLog};
 use crate::config::Config;
 use crate::http::{
     parse_request, read_head, serve_static, write_response, HeadError, Request, Response, Roots,
@@ -45,6 +46,14 @@ pub enum BridgeError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(io::Error),
+    /// The `--access-log` file could not be opened.
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        /// The path given.
+        path: String,
+        /// The OS error.
+        source: io::Error,
+    },
 }
 
 /// Which `Origin` values may open the `/qmp` WebSocket.
@@ -125,6 +134,7 @@ struct Ctx {
     hub: Arc<Hub>,
     origins: OriginPolicy,
     verbose: bool,
+    access: Option<AccessLog>,
     active: AtomicUsize,
 }
 
@@ -150,6 +160,15 @@ impl Bridge {
                 addr: cfg.listen.clone(),
                 source,
             })?;
+        let access = match &cfg.access_log {
+            Some(path) => Some(
+                AccessLog::open(path).map_err(|source| BridgeError::AccessLog {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let mut endpoints = Vec::new();
         for ep in &cfg.qmp {
             endpoints.push(Arc::new(QmpListener::bind(ep)?));
@@ -163,6 +182,7 @@ impl Bridge {
             hub: Arc::new(Hub::new(cfg.verbose)),
             origins: OriginPolicy::new(local, &cfg.allow_origins),
             verbose: cfg.verbose,
+            access,
             active: AtomicUsize::new(0),
         });
         Ok(Self {
@@ -231,10 +251,49 @@ fn refuse_busy(mut stream: TcpStream) {
     );
 }
 
-fn log(ctx: &Ctx, peer: SocketAddr, req: Option<&Request>, status: u16, bytes: u64) {
+/// What a response's body holds of its file: the `Content-Range` of a 206, the whole body of
+/// a 200; nothing for HEAD and other statuses.
+fn body_range(resp: &Response, head_only: bool) -> Option<(u64, u64)> {
+    if head_only {
+        return None;
+    }
+    match resp.status {
+        206 => resp
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-range"))
+            .and_then(|(_, v)| parse_content_range(v)),
+        200 => {
+            let len = resp.body.len();
+            (len > 0).then(|| (0, len - 1))
+        }
+        _ => None,
+    }
+}
+
+/// Records a response: the `--verbose` line and the `--access-log` entry. `sent` is `None`
+/// when writing the response failed.
+fn log(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    req: Option<&Request>,
+    status: u16,
+    range: Option<(u64, u64)>,
+    sent: Option<u64>,
+) {
+    if let Some(access) = &ctx.access {
+        access.record(&AccessEntry {
+            method: req.map_or("-", |r| r.method.as_str()).to_string(),
+            path: req.map_or("-", |r| r.path()).to_string(),
+            status,
+            range: range.filter(|_| sent.is_some_and(|n| n > 0)),
+            bytes: sent,
+        });
+    }
     if !ctx.verbose {
         return;
     }
+    let bytes = sent.unwrap_or(0);
     match req {
         Some(r) => eprintln!(
             "{peer} \"{} {} HTTP/1.{}\" {status} {bytes}",
@@ -271,7 +330,7 @@ fn handle_connection(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
                     false,
                     false,
                 );
-                log(ctx, peer, None, status, sent.unwrap_or(0));
+                log(ctx, peer, None, status, None, sent.ok());
                 return;
             }
         };
@@ -289,7 +348,7 @@ fn handle_connection(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
                     false,
                     false,
                 );
-                log(ctx, peer, None, status, sent.unwrap_or(0));
+                log(ctx, peer, None, status, None, sent.ok());
                 return;
             }
         };
@@ -301,14 +360,14 @@ fn handle_connection(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
                     if write_switching(&mut out, &req, &accept).is_err() {
                         return;
                     }
-                    log(ctx, peer, Some(&req), 101, 0);
+                    log(ctx, peer, Some(&req), 101, None, Some(0));
                     serve_worker(&ctx.hub, reader, out, &peer.to_string());
                     return;
                 }
                 Err(resp) => {
                     let status = resp.status;
                     let sent = write_response(&mut out, resp, req.method == "HEAD", false);
-                    log(ctx, peer, Some(&req), status, sent.unwrap_or(0));
+                    log(ctx, peer, Some(&req), status, None, sent.ok());
                     return;
                 }
             }
@@ -321,11 +380,12 @@ fn handle_connection(ctx: &Ctx, stream: TcpStream, peer: SocketAddr) {
                 .with("Allow", "GET, HEAD")
         };
         let status = resp.status;
+        let range = body_range(&resp, head_only);
         let keep_alive = keep_alive && status != 405;
         match write_response(&mut out, resp, head_only, keep_alive) {
-            Ok(sent) => log(ctx, peer, Some(&req), status, sent),
+            Ok(sent) => log(ctx, peer, Some(&req), status, range, Some(sent)),
             Err(_) => {
-                log(ctx, peer, Some(&req), status, 0);
+                log(ctx, peer, Some(&req), status, range, None);
                 return;
             }
         }

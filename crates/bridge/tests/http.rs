@@ -282,3 +282,78 @@ fn http10_closes_and_verbose_logs() {
     assert_eq!(r.header("connection"), Some("close"));
     b.wait_stderr("\"GET / HTTP/1.0\" 200 2");
 }
+
+#[test]
+fn access_log_records_each_response_with_its_byte_range() {
+    let dir = TempDir::new("access");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    std::fs::create_dir_all(root.join("www")).unwrap();
+    std::fs::write(root.join("www/index.html"), "hi").unwrap();
+    let image: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(root.join("images/disk.img"), &image).unwrap();
+    let log = root.join("access.log");
+    let p = |d: &str| root.join(d).to_str().unwrap().to_string();
+    let bridge = Bridge::start(&[
+        "--www",
+        &p("www"),
+        "--pkg",
+        &p("www"),
+        "--images",
+        &p("images"),
+        "--access-log",
+        &p("access.log"),
+    ]);
+    let a = bridge.addr;
+    assert_eq!(
+        get(a, "/images/disk.img", "Range: bytes=100-199\r\n").status,
+        206
+    );
+    assert_eq!(
+        get(a, "/images/disk.img", "Range: bytes=-16\r\n").status,
+        206
+    );
+    assert_eq!(get(a, "/images/disk.img?v=1", "").body.len(), 10_000);
+    let head = raw_request(
+        a,
+        &format!("HEAD /images/disk.img HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(head.header("content-length"), Some("10000"));
+    assert_eq!(get(a, "/images/none.img", "").status, 404);
+    assert_eq!(
+        get(a, "/images/disk.img", "Range: bytes=20000-\r\n").status,
+        416
+    );
+    // Lines are written before the next request is read; give the last one a moment.
+    let want = [
+        "GET /images/disk.img 206 100-199 100",
+        "GET /images/disk.img 206 9984-9999 16",
+        "GET /images/disk.img 200 0-9999 10000",
+        "HEAD /images/disk.img 200 - 0",
+    ];
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 6 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(&lines[..4], &want[..], "{text}");
+    assert!(
+        lines[4].starts_with("GET /images/none.img 404 - "),
+        "{text}"
+    );
+    assert!(
+        lines[5].starts_with("GET /images/disk.img 416 - "),
+        "{text}"
+    );
+    for l in &lines {
+        assert!(
+            wasm86_bridge::access::AccessEntry::parse(l).is_some(),
+            "{l}"
+        );
+    }
+}
