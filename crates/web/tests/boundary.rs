@@ -317,3 +317,124 @@ fn message_port() -> JsValue {
     let make = js_sys::Function::new_no_args("return new MessageChannel().port1;");
     make.call0(&JsValue::NULL).expect("MessageChannel")
 }
+
+/// A 64 KiB BIOS that reads sector 0 of the master IDE disk with PIO and writes its first two
+/// bytes and a newline to COM1, then halts.
+fn read_sector_bios() -> Vec<u8> {
+    let mut rom = vec![0xFFu8; 0x1_0000];
+    #[rustfmt::skip]
+    let code: &[u8] = &[
+        0xB0, 0xFF, 0xE6, 0x21, 0xE6, 0xA1, // mask both PICs
+        0xBA, 0xF6, 0x01, 0xB0, 0xE0, 0xEE, // 1F6 <- E0 (LBA, master)
+        0xBA, 0xF2, 0x01, 0xB0, 0x01, 0xEE, // 1F2 <- 1 sector
+        0xBA, 0xF3, 0x01, 0x30, 0xC0, 0xEE, // 1F3 <- 0
+        0x42, 0xEE, 0x42, 0xEE,             // 1F4, 1F5 <- 0
+        0xBA, 0xF7, 0x01, 0xB0, 0x20, 0xEE, // 1F7 <- READ SECTORS
+        0xEC, 0xA8, 0x80, 0x75, 0xFB,       // wait while BSY
+        0xA8, 0x08, 0x74, 0xF7,             // wait for DRQ
+        0xBA, 0xF0, 0x01, 0xED,             // in ax, 1F0
+        0xBA, 0xF8, 0x03, 0xEE,             // COM1 <- al
+        0x88, 0xE0, 0xEE,                   // COM1 <- ah
+        0xB0, b'\n', 0xEE,                  // COM1 <- newline
+        0xFA, 0xF4, 0xEB, 0xFD,             // cli; hlt
+    ];
+    rom[..code.len()].copy_from_slice(code);
+    rom[0xFFF0..0xFFF5].copy_from_slice(&[0xEA, 0x00, 0x00, 0x00, 0xF0]);
+    rom
+}
+
+#[wasm_bindgen_test]
+fn a_disk_given_as_url_and_size_is_read_through_fetches() {
+    let config = obj(&[
+        ("memory_mib", JsValue::from(16)),
+        ("deterministic", JsValue::TRUE),
+    ]);
+    let hda = obj(&[
+        ("url", JsValue::from_str("/images/disk.img")),
+        ("size", JsValue::from(1_048_576)),
+    ]);
+    let files = obj(&[("bios", bytes(&read_sector_bios())), ("hda", hda)]);
+    let mut vm = WasmVm::new(config, files).expect("WasmVm::new");
+    vm.run(20.0, 0.0);
+    let fetches = vm.take_fetches();
+    assert_eq!(fetches.length(), 1);
+    let f = fetches.get(0);
+    assert_eq!(get(&f, "drive").as_string().as_deref(), Some("hda"));
+    assert_eq!(
+        get(&f, "url").as_string().as_deref(),
+        Some("/images/disk.img")
+    );
+    assert_eq!(get(&f, "offset").as_f64(), Some(0.0));
+    assert_eq!(get(&f, "len").as_f64(), Some(65536.0));
+    // The guest waits on the controller; nothing is asked twice.
+    vm.run(20.0, 0.0);
+    assert!(vm.take_serial().is_empty());
+    assert_eq!(vm.take_fetches().length(), 0);
+    // A short delivery is refused with a clear error (and fails the guest's read).
+    let short: JsValue = vm.deliver("hda", 0.0, &[0; 100]).unwrap_err().into();
+    let msg = get(&short, "message").as_string().unwrap_or_default();
+    assert!(
+        msg.contains("asked for 65536 bytes but 100 were delivered"),
+        "{msg}"
+    );
+    // The guest's read failed; its data port reads nothing useful. A fresh VM gets the bytes.
+    let config = obj(&[
+        ("memory_mib", JsValue::from(16)),
+        ("deterministic", JsValue::TRUE),
+    ]);
+    let hda = obj(&[
+        ("url", JsValue::from_str("/images/disk.img")),
+        ("size", JsValue::from(1_048_576)),
+    ]);
+    let mut vm = WasmVm::new(
+        config,
+        obj(&[("bios", bytes(&read_sector_bios())), ("hda", hda)]),
+    )
+    .expect("WasmVm::new");
+    vm.run(20.0, 0.0);
+    let f = vm.take_fetches().get(0);
+    let mut block = vec![0u8; 65536];
+    block[..2].copy_from_slice(b"OK");
+    vm.deliver("hda", get(&f, "offset").as_f64().unwrap_or(-1.0), &block)
+        .expect("deliver");
+    assert_eq!(serial_until(&mut vm, "OK\n"), "OK\n");
+    let stats = get(&vm.remote_stats(), "hda");
+    assert_eq!(get(&stats, "fetches").as_f64(), Some(1.0));
+    assert_eq!(get(&stats, "bytes_delivered").as_f64(), Some(65536.0));
+    assert!(
+        vm.fail_fetch("hda", 0.0, "late").is_err(),
+        "no fetch is outstanding"
+    );
+
+    let e = error_text(WasmVm::new(
+        JsValue::UNDEFINED,
+        obj(&[
+            ("bios", bytes(&ok_bios())),
+            (
+                "hda",
+                obj(&[
+                    ("url", JsValue::from_str("/d")),
+                    ("size", JsValue::from(1.5)),
+                ]),
+            ),
+        ]),
+    ));
+    assert!(
+        e.contains("files.hda.size 1.5 must be a whole number"),
+        "{e}"
+    );
+    let e = error_text(WasmVm::new(
+        JsValue::UNDEFINED,
+        obj(&[
+            ("bios", bytes(&ok_bios())),
+            (
+                "kernel",
+                obj(&[
+                    ("url", JsValue::from_str("/k")),
+                    ("size", JsValue::from(4096)),
+                ]),
+            ),
+        ]),
+    ));
+    assert!(e.contains("files.kernel cannot be read from a URL"), "{e}");
+}
