@@ -14,6 +14,7 @@
 //                      "started" ({commands}), "quit", "relay" (text).
 //   relay(url)         connect the worker to a QMP relay (wasm86-bridge's /qmp WebSocket).
 //   restart(config)    power on a new VM (the guest form uses it).
+//   addImageUrl(url)   register an image URL for QMP change (read on demand).
 //   files              Map name -> Uint8Array of files written by screendump/memsave/pmemsave.
 //   state              the last known run state.
 import { scancodes, CTRL_ALT_DEL } from "./keymap.js";
@@ -119,6 +120,9 @@ window.wasm86 = {
   off(name, fn) { listeners.get(name)?.delete(fn); },
   relay(url) { if (worker) worker.postMessage({ type: "relay", url }); },
   restart(config) { startVm(config); },
+  // Registers an image URL for `change DEVICE URL` from any door (the page door does it by
+  // itself for http(s) URLs): the medium is then read on demand with range requests.
+  addImageUrl(url) { if (worker && !gone) worker.postMessage({ type: "put-url", url: new URL(url, location.href).href }); },
   files: new Map(),
   get state() { return vmState; },
   get commands() { return commandNames.slice(); },

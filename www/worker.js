@@ -5,7 +5,7 @@
 //
 // Messages from the page: start {config}, qmp {text, transfer}, post-open {session},
 // post-in {session, data, transfer}, post-close {session}, key {codes}, mouse {dx,dy,dz,buttons},
-// serial-in {data}, relay {url}, remove-file {name}, put-image {name, data}.
+// serial-in {data}, relay {url}, remove-file {name}, put-image {name, data}, put-url {url}.
 // Messages to the page: started {commands, table}, status {state, mips}, serial {data}, frame {frame},
 // qmp-reply {reply}, event {event}, post-out {session, data}, file {name, data},
 // progress {label, got, total}, relay {state}, image {name, size}, warning {message}, quit,
@@ -150,8 +150,11 @@ async function fetchBytes(url, label) {
 }
 
 /** A drive read on demand: its size from HEAD (or from a one-byte range's Content-Range). */
-async function remoteImage(url, label) {
-  const head = await fetch(url, { method: "HEAD", cache: "no-store" });
+async function remoteImage(url, label, quiet) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 15000);
+  let head;
+  try { head = await fetch(url, { method: "HEAD", cache: "no-store", signal: ctl.signal }); } finally { clearTimeout(timer); }
   if (!head.ok) throw new Error(`${label}: HTTP ${head.status} for HEAD ${url}`);
   let size = Number(head.headers.get("content-length"));
   if (!(size > 0)) {
@@ -162,8 +165,32 @@ async function remoteImage(url, label) {
     size = Number(m[1]);
   }
   fetcher.active = true;
-  post({ type: "progress", label: `${label}: read on demand`, got: 0, total: size });
+  if (!quiet) post({ type: "progress", label: `${label}: read on demand`, got: 0, total: size });
   return { url, size };
+}
+
+// ---- images by URL for QMP change -----------------------------------------------------------
+const urlImages = new Set(); // URLs registered with vm.put_remote_image
+
+/** Registers `url` (HEAD for its size) so that `change DEVICE url` reads it on demand. */
+async function registerUrl(url) {
+  const { size } = await remoteImage(url, url, true);
+  vm.put_remote_image(url, size);
+  urlImages.add(url);
+  post({ type: "image", name: url, size });
+}
+
+/** The http(s) URL a page-door command inserts with change (QMP or HMP), or null. */
+function changeUrl(text) {
+  let obj;
+  try { obj = JSON.parse(text); } catch { return null; }
+  let target = null;
+  if (obj && obj.execute === "change") target = obj.arguments && obj.arguments.target;
+  if (obj && obj.execute === "human-monitor-command") {
+    const m = /^\s*change\s+\S+\s+(\S+)/.exec((obj.arguments && obj.arguments["command-line"]) || "");
+    target = m && m[1];
+  }
+  return typeof target === "string" && /^https?:\/\//i.test(target) ? target : null;
 }
 
 // ---- range requests for the drives read on demand ---------------------------------------------
@@ -322,23 +349,35 @@ const relay = {
 };
 
 // ---- messages from the page ---------------------------------------------------------------------
-let starting = false;
-const early = []; // messages that arrived while the images were loading
-self.onmessage = async (ev) => {
+// Handled one after the other, in order: a message that arrives while the images load (start)
+// or while a change URL's size is asked waits for it.
+let inbox = Promise.resolve();
+self.onmessage = (ev) => { inbox = inbox.then(() => handle(ev)); };
+async function handle(ev) {
   const m = ev.data;
-  if (m.type !== "start" && starting) { early.push(ev); return; }
   try {
     switch (m.type) {
       case "start":
-        starting = true;
-        try { await start(m.config); } finally { starting = false; }
-        for (const e of early.splice(0)) await self.onmessage(e);
+        await start(m.config);
         break;
-      case "qmp":
+      case "qmp": {
         if (!vm || quit) { post({ type: "qmp-reply", reply: null, gone: true }); break; }
+        // change DEVICE http(s)://...: learn the image's size first, so the command (run by the
+        // VM, which cannot wait for the network) finds it registered. Later page messages wait.
+        const url = changeUrl(m.text);
+        if (url && !urlImages.has(url)) {
+          try { await registerUrl(url); } catch (e) {
+            post({ type: "warning", message: `${url}: ${String((e && e.message) || e)}` }); // change answers OpenFileFailed
+          }
+          if (!vm || quit) { post({ type: "qmp-reply", reply: null, gone: true }); break; }
+        }
         vm.session_feed(pageSession, new TextEncoder().encode(m.text + "\n"), m.transfer || null);
         flush();
         kick();
+        break;
+      }
+      case "put-url":
+        if (vm && !quit) await registerUrl(m.url);
         break;
       case "post-open": {
         if (!vm || quit || postSessions.has(m.session)) break;
@@ -373,4 +412,4 @@ self.onmessage = async (ev) => {
     if (m.type === "start" || !vm) fatal(e);
     else post({ type: "warning", message: `${m.type}: ${String((e && e.message) || e)}` });
   }
-};
+}

@@ -2,6 +2,7 @@
 // the disk's boot loader -> Linux) from the bridge with `?guest=hd&lazy=1` in headless Chromium
 // until GUEST-READY appears on the serial port, then reads the bridge's access record and checks
 // that under 40% of the image's bytes were sent and that no byte (so no block) was sent twice.
+// Then QMP `change ide1-cd0 URL` inserts second.iso, read on demand too, and the guest reads it.
 //
 // Started by tests/tests/browser_url.rs, which runs wasm86-bridge and passes:
 //   WASM86_URL         http://127.0.0.1:PORT (the bridge serving www/, pkg/, guest-images/)
@@ -10,6 +11,7 @@
 // Prints one line per check, the figures, and "N passed, M failed"; exits 1 when a check failed.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
+import crypto from "node:crypto";
 
 const base = process.env.WASM86_URL;
 const logPath = process.env.WASM86_ACCESS_LOG;
@@ -47,13 +49,14 @@ async function waitFor(fn, ms, what) {
 }
 
 /** The access record's entries for the image: {method, status, first, last, bytes}. */
-function imageEntries() {
+function imageEntries() { return imageEntriesOf(IMAGE_PATH); }
+function imageEntriesOf(wanted) {
   const out = [];
   for (const line of fs.readFileSync(logPath, "utf8").split("\n")) {
     const f = line.split(" ");
     if (f.length !== 5) continue;
     const [method, path, status, range, bytes] = f;
-    if (path !== IMAGE_PATH) continue;
+    if (path !== wanted) continue;
     const [first, last] = range === "-" ? [null, null] : range.split("-").map(Number);
     out.push({ method, status: Number(status), first, last, bytes: bytes === "aborted" ? null : Number(bytes) });
   }
@@ -133,6 +136,28 @@ try {
     assert(hd, "the page reported no counters for hda");
     assert(hd.failures === 0, `${hd.failures} fetches failed`);
     assert(hd.bytes_delivered <= sent, `the page got ${hd.bytes_delivered} bytes but the bridge sent ${sent}`);
+  });
+
+  await check("QMP change ide1-cd0 URL inserts a CD read on demand, and the guest reads it", async () => {
+    const cdPath = "/images/linux/second.iso";
+    const cdUrl = `${base}${cdPath}`;
+    const qmp = (x) => page.evaluate((x) => window.wasm86.qmp(x), x);
+    const r = await qmp({ execute: "change", arguments: { device: "ide1-cd0", target: cdUrl } });
+    assert(JSON.stringify(r) === '{"return":{}}', `change: ${JSON.stringify(r)}`);
+    const blk = await qmp("query-block");
+    const cd = (blk.return || []).find((d) => d.device === "ide1-cd0");
+    assert(cd && cd.inserted && cd.inserted.file === cdUrl && cd.inserted.ro === true, `query-block: ${JSON.stringify(cd)}`);
+    // The guest reads the first 64 KiB of the disc; its checksum must be the file's.
+    const want = crypto.createHash("md5").update(fs.readFileSync(imagePath.replace(/linux-hd\.img$/, "second.iso")).subarray(0, 65536)).digest("hex");
+    await page.click("#terminal");
+    await page.keyboard.type("for i in 1 2 3 4 5; do dd if=/dev/sr0 bs=2048 count=32 2>/dev/null | md5sum && break; sleep 1; done; echo CD-$((40+2))\n", { delay: 5 });
+    await waitFor(() => page.evaluate(() => /CD-42/.test(window.__serial)), 120000, "the guest's dd of /dev/sr0");
+    const serial = await page.evaluate(() => window.__serial);
+    assert(serial.includes(`${want}  -`), `md5 ${want} not in the guest's output: ${JSON.stringify(serial.slice(-400))}`);
+    const cdGets = imageEntriesOf(cdPath).filter((e) => e.method === "GET");
+    assert(cdGets.length > 0 && cdGets.every((e) => e.status === 206), `the disc was not read with range requests: ${JSON.stringify(cdGets)}`);
+    const cdSent = cdGets.reduce((n, e) => n + (e.bytes || 0), 0);
+    console.log(`     second.iso: ${cdSent} of ${fs.statSync(imagePath.replace(/linux-hd\.img$/, "second.iso")).size} bytes in ${cdGets.length} range requests`);
   });
 } catch (e) {
   results.push(["unexpected error", false]);

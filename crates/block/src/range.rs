@@ -181,6 +181,11 @@ impl RangeBackend {
         !self.wanted.is_empty()
     }
 
+    /// Fetches wanted or outstanding (0: the host owes this backend nothing).
+    pub fn outstanding(&self) -> usize {
+        self.wanted.len() + self.fetching.len()
+    }
+
     /// Bytes of the remote image in block `b` (the last block may be short; 0 beyond the end).
     fn block_len(&self, b: u64) -> u64 {
         let start = b.saturating_mul(BLOCK_SIZE);
@@ -489,6 +494,17 @@ impl SharedRange {
     /// See [`RangeBackend::stats`].
     pub fn stats(&self) -> RangeStats {
         self.lock().stats()
+    }
+
+    /// See [`RangeBackend::outstanding`].
+    pub fn outstanding(&self) -> usize {
+        self.lock().outstanding()
+    }
+
+    /// How many handles share the backend (1: only this one is left, for example after the
+    /// guest's medium was ejected).
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
     }
 }
 
@@ -857,7 +873,9 @@ mod tests {
         assert_eq!(c.len(), 1, "the write completes, the read waits");
         assert_eq!(c[0].result, Ok(vec![]));
         assert!(host.has_fetches());
+        assert_eq!((host.handles(), host.outstanding()), (2, 1));
         let f = host.take_fetches();
+        assert_eq!(host.outstanding(), 1, "taken, not yet answered");
         host.deliver(f[0].offset, &img[..f[0].len]).unwrap();
         let c = dev.poll(0);
         let data = c[0].result.as_ref().unwrap();
@@ -869,5 +887,8 @@ mod tests {
             BLOCK_SIZE,
             "one block was needed"
         );
+        assert_eq!(host.outstanding(), 0);
+        drop(dev);
+        assert_eq!(host.handles(), 1, "the drive's handle is gone");
     }
 }

@@ -1,14 +1,18 @@
 //! The worker's [`Host`]: wall clock from the page's clock, files into the [`FileStore`].
 
 use crate::files::FileStore;
+use crate::remote::RemoteDrives;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use wasm86_block::{BlockBackend, BlockError, MemBackend};
+use wasm86_block::{BlockBackend, BlockError, MemBackend, Overlay};
 use wasm86_vmm::Host;
 
 /// Images the page supplied by name (picked or dropped files) for `change`.
 pub type Images = Rc<RefCell<BTreeMap<String, Vec<u8>>>>;
+
+/// Images the page registered by URL for `change` (URL -> size), read on demand.
+pub type UrlImages = Rc<RefCell<BTreeMap<String, u64>>>;
 
 /// The value `query-cpus` reports as `thread_id` in a browser. A Web Worker has no OS thread
 /// id that a page could use; wasm86 reports 1 for the worker that runs the VM (and would
@@ -20,6 +24,8 @@ pub struct WebHost {
     clock_ms: Box<dyn Fn() -> f64>,
     files: Rc<RefCell<FileStore>>,
     images: Images,
+    urls: UrlImages,
+    remote: Rc<RefCell<RemoteDrives>>,
 }
 
 impl WebHost {
@@ -35,7 +41,17 @@ impl WebHost {
             clock_ms,
             files,
             images,
+            urls: UrlImages::default(),
+            remote: Rc::default(),
         }
+    }
+
+    /// Lets `change` open the images registered in `urls`: each becomes a medium of `remote`
+    /// read on demand (the worker answers its fetches).
+    pub fn with_urls(mut self, urls: UrlImages, remote: Rc<RefCell<RemoteDrives>>) -> WebHost {
+        self.urls = urls;
+        self.remote = remote;
+        self
     }
 }
 
@@ -60,14 +76,30 @@ impl Host for WebHost {
         WORKER_THREAD_ID
     }
 
-    /// `change DEVICE NAME`: NAME is an image the page supplied, or a file of the store (a
-    /// `memsave` output, say). The medium is a copy in memory: guest writes to a disk or
-    /// floppy stay in the VM. Host paths and URLs are not reachable this way.
+    /// `change DEVICE NAME`: NAME is an image the page supplied, a URL the page registered
+    /// (read on demand), or a file of the store (a `memsave` output, say). Guest writes to a
+    /// disk or floppy stay in the VM. Host paths and unregistered URLs are not reachable.
     fn open_block(
         &mut self,
         name: &str,
         read_only: bool,
     ) -> Result<Box<dyn BlockBackend>, BlockError> {
+        let by_url = self.urls.borrow().get(name).copied();
+        if let (false, Some(size)) = (self.images.borrow().contains_key(name), by_url) {
+            let shared = self
+                .remote
+                .borrow_mut()
+                .add_medium(name, size)
+                .map_err(|e| BlockError::OpenFileFailed {
+                    filename: name.to_string(),
+                    reason: e.to_string(),
+                })?;
+            return Ok(if read_only {
+                Box::new(shared)
+            } else {
+                Box::new(Overlay::new(Box::new(shared)))
+            });
+        }
         let data = self
             .images
             .borrow()
@@ -115,6 +147,21 @@ mod tests {
         assert!(b.read_only());
         assert_eq!(h.open_block("dump.bin", false).unwrap().size(), 512);
         for missing in ["/etc/passwd", "http://example.com/x.iso", "nope"] {
+            let e = h.open_block(missing, true).err().expect("refused");
+            assert_eq!(e.to_string(), format!("Could not open '{missing}'"));
+        }
+        // A URL the page registered opens as a medium read on demand.
+        let urls = UrlImages::default();
+        let remote = Rc::new(RefCell::new(RemoteDrives::new()));
+        urls.borrow_mut().insert("http://h/cd.iso".into(), 8 * 2048);
+        let mut h = h.with_urls(urls, remote.clone());
+        let cd = h.open_block("http://h/cd.iso", true).unwrap();
+        assert_eq!((cd.size(), cd.read_only()), (8 * 2048, true));
+        assert_eq!(cd.file_name(), "http://h/cd.iso");
+        let hd = h.open_block("http://h/cd.iso", false).unwrap();
+        assert!(!hd.read_only(), "an overlay takes the guest's writes");
+        assert_eq!(remote.borrow().stats().len(), 2);
+        for missing in ["http://example.com/x.iso"] {
             let e = h.open_block(missing, true).err().expect("refused");
             assert_eq!(e.to_string(), format!("Could not open '{missing}'"));
         }

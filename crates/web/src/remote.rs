@@ -65,10 +65,15 @@ pub struct RemoteFetch {
     pub len: usize,
 }
 
+/// Prefix of the keys of media inserted by QMP `change` (`change-1`, `change-2` ...).
+pub const CHANGE_PREFIX: &str = "change-";
+
 /// The drives read from URLs, with the host's handle on each.
 #[derive(Debug, Default, Clone)]
 pub struct RemoteDrives {
+    /// (key, url, handle): the key is the drive of the page's `files` or a `change-N` medium.
     drives: Vec<(String, String, SharedRange)>,
+    changes: u64,
 }
 
 fn whole(x: f64) -> Option<u64> {
@@ -85,7 +90,7 @@ impl RemoteDrives {
     /// Adds drive `drive` (one of [`REMOTE_DRIVES`]) read from `url`, of `size` bytes; returns
     /// the backend to attach.
     pub fn add(&mut self, drive: &str, url: &str, size: f64) -> Result<SharedRange, RemoteError> {
-        if !REMOTE_DRIVES.contains(&drive) {
+        if !REMOTE_DRIVES.contains(&drive) && !drive.starts_with(CHANGE_PREFIX) {
             return Err(RemoteError::NotADrive(drive.to_string()));
         }
         if url.is_empty() || url.len() > 4096 {
@@ -104,6 +109,22 @@ impl RemoteDrives {
         self.drives
             .push((drive.to_string(), url.to_string(), shared.clone()));
         Ok(shared)
+    }
+
+    /// A medium read from `url` for QMP `change`: keyed `change-N`. Media that the guest no
+    /// longer holds (ejected or replaced) and that owe nothing are forgotten at the next call.
+    pub fn add_medium(&mut self, url: &str, size: u64) -> Result<SharedRange, RemoteError> {
+        self.prune();
+        self.changes += 1;
+        let key = format!("{CHANGE_PREFIX}{}", self.changes);
+        self.add(&key, url, size as f64)
+    }
+
+    /// Forgets the `change` media nobody else holds any more.
+    fn prune(&mut self) {
+        self.drives.retain(|(key, _, shared)| {
+            !key.starts_with(CHANGE_PREFIX) || shared.handles() > 1 || shared.outstanding() > 0
+        });
     }
 
     /// The handle of a drive.
@@ -178,6 +199,34 @@ impl RemoteDrives {
 mod tests {
     use super::*;
     use wasm86_block::{BlockBackend, BlockRequest};
+
+    #[test]
+    fn change_media_get_their_own_keys_and_are_forgotten_once_ejected() {
+        let mut r = RemoteDrives::new();
+        let a = r.add_medium("http://h/a.iso", 4096).unwrap();
+        let mut b = r.add_medium("http://h/a.iso", 4096).unwrap();
+        assert_eq!(r.stats().len(), 2);
+        assert_eq!(r.stats()[1].0, "change-2");
+        drop(a); // ejected, nothing owed: forgotten at the next insertion
+        b.submit(
+            1,
+            BlockRequest::Read {
+                offset: 0,
+                len: 2048,
+            },
+        );
+        drop(b); // ejected while a fetch is wanted: kept until it is answered
+        let c = r.add_medium("http://h/c.iso", 2048).unwrap();
+        let keys: Vec<String> = r.stats().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["change-2", "change-3"]);
+        let f = r.take_fetches();
+        assert_eq!(f[0].drive, "change-2");
+        r.deliver("change-2", 0.0, &[0; 4096]).unwrap();
+        let _keep = c;
+        r.add_medium("http://h/d.iso", 2048).unwrap();
+        let keys: Vec<String> = r.stats().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["change-3", "change-4"]);
+    }
 
     #[test]
     fn drives_are_checked() {

@@ -101,7 +101,8 @@ pub struct WasmVm {
     runner: Runner,
     files: Rc<RefCell<FileStore>>,
     images: host::Images,
-    remote: RemoteDrives,
+    remote: Rc<RefCell<RemoteDrives>>,
+    urls: host::UrlImages,
     force_frame: bool,
 }
 
@@ -131,13 +132,17 @@ impl WasmVm {
             .map_err(|e| JsError::new(&e.to_string()))?;
         let files = Rc::new(RefCell::new(FileStore::default()));
         let images = host::Images::default();
-        let host = WebHost::new(Box::new(js_sys::Date::now), files.clone(), images.clone());
+        let remote = Rc::new(RefCell::new(remote));
+        let urls = host::UrlImages::default();
+        let host = WebHost::new(Box::new(js_sys::Date::now), files.clone(), images.clone())
+            .with_urls(urls.clone(), remote.clone());
         Ok(WasmVm {
             vm: Vm::new(machine, vm_config, Box::new(host)),
             runner: Runner::new(),
             files,
             images,
             remote,
+            urls,
             force_frame: true,
         })
     }
@@ -292,9 +297,31 @@ impl WasmVm {
         Ok(())
     }
 
-    /// Names of the images given with [`WasmVm::put_image`], as a JSON array.
+    /// Makes the image at `url`, of `size` bytes (the worker asked with HEAD), available to
+    /// QMP `change DEVICE URL`: the medium is then read on demand, its ranges coming through
+    /// [`WasmVm::take_fetches`] under keys `change-N`.
+    pub fn put_remote_image(&mut self, url: &str, size: f64) -> Result<(), JsError> {
+        if url.is_empty() || url.len() > 4096 {
+            return Err(JsError::new("image URL: 1 to 4096 bytes"));
+        }
+        let ok = size.is_finite()
+            && size >= 1.0
+            && size.fract() == 0.0
+            && size <= crate::remote::MAX_REMOTE_SIZE as f64;
+        if !ok {
+            return Err(JsError::new(&format!(
+                "image size {size}: a whole number of bytes from 1 to 2^48"
+            )));
+        }
+        self.urls.borrow_mut().insert(url.to_string(), size as u64);
+        Ok(())
+    }
+
+    /// Names of the images given with [`WasmVm::put_image`] and [`WasmVm::put_remote_image`],
+    /// as a JSON array.
     pub fn image_names(&self) -> String {
-        let names: Vec<String> = self.images.borrow().keys().cloned().collect();
+        let mut names: Vec<String> = self.images.borrow().keys().cloned().collect();
+        names.extend(self.urls.borrow().keys().cloned());
         serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
     }
 
@@ -303,7 +330,7 @@ impl WasmVm {
     /// answer it once with [`WasmVm::deliver`] or [`WasmVm::fail_fetch`].
     pub fn take_fetches(&mut self) -> Array {
         let out = Array::new();
-        for f in self.remote.take_fetches() {
+        for f in self.remote.borrow().take_fetches() {
             let o = Object::new();
             set(&o, "drive", f.drive);
             set(&o, "url", f.url);
@@ -318,6 +345,7 @@ impl WasmVm {
     /// guest's read gets an I/O error) when the length is not the one asked for.
     pub fn deliver(&mut self, drive: &str, offset: f64, data: &[u8]) -> Result<(), JsError> {
         self.remote
+            .borrow()
             .deliver(drive, offset, data)
             .map_err(|e| JsError::new(&e.to_string()))
     }
@@ -326,6 +354,7 @@ impl WasmVm {
     /// error.
     pub fn fail_fetch(&mut self, drive: &str, offset: f64, error: &str) -> Result<(), JsError> {
         self.remote
+            .borrow()
             .fail(drive, offset, error)
             .map_err(|e| JsError::new(&e.to_string()))
     }
@@ -334,7 +363,7 @@ impl WasmVm {
     /// bytes_delivered, failures, cached_blocks, evictions}}`.
     pub fn remote_stats(&self) -> JsValue {
         let out = Object::new();
-        for (drive, st) in self.remote.stats() {
+        for (drive, st) in self.remote.borrow().stats() {
             let o = Object::new();
             set(&o, "fetches", st.fetches as f64);
             set(&o, "bytes_requested", st.bytes_requested as f64);
