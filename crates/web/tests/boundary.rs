@@ -438,3 +438,32 @@ fn a_disk_given_as_url_and_size_is_read_through_fetches() {
     ));
     assert!(e.contains("files.kernel cannot be read from a URL"), "{e}");
 }
+
+#[wasm_bindgen_test]
+fn change_to_a_registered_url_inserts_a_medium_read_on_demand() {
+    let mut vm = ok_vm(false);
+    let page = vm.session_open(false);
+    let change = br#"{"execute": "change", "arguments": {"device": "ide1-cd0", "target": "http://h/cd.iso"}}"#;
+    vm.session_feed(page, change, JsValue::NULL);
+    let out = take(&mut vm, page);
+    assert!(
+        out.contains("\"class\": \"OpenFileFailed\""),
+        "unregistered: {out}"
+    );
+    assert!(vm.put_remote_image("http://h/cd.iso", 1.5).is_err());
+    assert!(vm.put_remote_image("", 2048.0).is_err());
+    vm.put_remote_image("http://h/cd.iso", 16384.0)
+        .expect("put_remote_image");
+    assert_eq!(vm.image_names(), r#"["http://h/cd.iso"]"#);
+    vm.session_feed(page, change, JsValue::NULL);
+    let out = take(&mut vm, page);
+    assert!(out.ends_with("{\"return\": {}}\r\n"), "{out}");
+    vm.session_feed(page, br#"{"execute": "query-block"}"#, JsValue::NULL);
+    let out = take(&mut vm, page);
+    assert!(out.contains("\"file\": \"http://h/cd.iso\""), "{out}");
+    // Nothing is fetched until the guest reads.
+    vm.run(20.0, 0.0);
+    assert_eq!(vm.take_fetches().length(), 0);
+    let stats = get(&vm.remote_stats(), "change-1");
+    assert_eq!(get(&stats, "fetches").as_f64(), Some(0.0));
+}
