@@ -15,8 +15,9 @@
 // Lazy drives (config.lazy): a cdrom/hda/fda given as a URL is not downloaded. The worker asks
 // its size with HEAD, hands the VM {url, size}, and after every run slice fetches the byte
 // ranges the VM wants (vm.take_fetches()) with `Range: bytes=a-b`, at most MAX_FETCHES at a
-// time; each answer must be a 206 of exactly the bytes asked for, else the fetch fails and
-// the guest's read gets an I/O error. The VM keeps running meanwhile.
+// time; each answer must be a 206 of exactly the bytes asked for, else the fetch fails (network
+// errors and 5xx are tried FETCH_TRIES times) and the guest's read gets an I/O error. The VM
+// keeps running meanwhile.
 import init, { WasmVm } from "/pkg/wasm86_web.js";
 
 const SLICE_MS = 10; // host time per run() call; the worker answers messages in between
@@ -24,6 +25,7 @@ const FRAME_MS = 16; // at most one frame per display refresh
 const STATUS_MS = 250;
 const MAX_FETCHES = 4; // range requests in flight at once
 const FETCH_TIMEOUT_MS = 60000;
+const FETCH_TRIES = 3;
 
 let vm = null;
 let quit = false;
@@ -210,28 +212,39 @@ const fetcher = {
     const last = f.offset + f.len - 1;
     let bytes = null;
     let error = null;
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
-    try {
-      const resp = await fetch(f.url, { headers: { Range: `bytes=${f.offset}-${last}` }, cache: "no-store", signal: ctl.signal });
-      if (resp.status !== 206) {
-        ctl.abort();
-        throw new Error(`HTTP ${resp.status} instead of 206 Partial Content`);
+    // Network errors, timeouts, bodies cut short and 5xx/429 answers are tried again
+    // (FETCH_TRIES in all); a wrong answer (another status, another range) is not.
+    for (let attempt = 1; attempt <= FETCH_TRIES && !bytes; attempt++) {
+      if (attempt > 1) await new Promise((r) => setTimeout(r, 250 * attempt));
+      if (owner !== vm || quit) break;
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+      let final = false;
+      try {
+        const resp = await fetch(f.url, { headers: { Range: `bytes=${f.offset}-${last}` }, cache: "no-store", signal: ctl.signal });
+        if (resp.status !== 206) {
+          ctl.abort();
+          final = !(resp.status >= 500 || resp.status === 429);
+          throw new Error(`HTTP ${resp.status} instead of 206 Partial Content`);
+        }
+        // Same-origin (or exposed by CORS): the range must be the one asked for.
+        const cr = resp.headers.get("content-range");
+        const m = cr && /^bytes (\d+)-(\d+)\//.exec(cr.trim());
+        if (cr && (!m || Number(m[1]) !== f.offset || Number(m[2]) !== last)) {
+          ctl.abort();
+          final = true;
+          throw new Error(`Content-Range '${cr}' does not match bytes ${f.offset}-${last}`);
+        }
+        bytes = new Uint8Array(await resp.arrayBuffer());
+        error = null;
+      } catch (e) {
+        error = `${f.url} bytes ${f.offset}-${last}: ${String((e && e.message) || e)}`;
+      } finally {
+        clearTimeout(timer);
       }
-      // Same-origin (or exposed by CORS): the range must be the one asked for.
-      const cr = resp.headers.get("content-range");
-      const m = cr && /^bytes (\d+)-(\d+)\//.exec(cr.trim());
-      if (cr && (!m || Number(m[1]) !== f.offset || Number(m[2]) !== last)) {
-        ctl.abort();
-        throw new Error(`Content-Range '${cr}' does not match bytes ${f.offset}-${last}`);
-      }
-      bytes = new Uint8Array(await resp.arrayBuffer());
-    } catch (e) {
-      error = `${f.url} bytes ${f.offset}-${last}: ${String((e && e.message) || e)}`;
-    } finally {
-      clearTimeout(timer);
-      this.running--;
+      if (final) break;
     }
+    this.running--;
     if (owner !== vm || !vm || quit) return;
     try {
       if (bytes) vm.deliver(f.drive, f.offset, bytes);
