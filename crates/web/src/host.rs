@@ -161,9 +161,11 @@ mod tests {
         let hd = h.open_block("http://h/cd.iso", false).unwrap();
         assert!(!hd.read_only(), "an overlay takes the guest's writes");
         assert_eq!(remote.borrow().stats().len(), 2);
-        for missing in ["http://example.com/x.iso"] {
-            let e = h.open_block(missing, true).err().expect("refused");
-            assert_eq!(e.to_string(), format!("Could not open '{missing}'"));
-        }
+        let e = h.open_block("http://example.com/x.iso", true).err();
+        assert_eq!(
+            e.map(|e| e.to_string()).as_deref(),
+            Some("Could not open 'http://example.com/x.iso'"),
+            "an unregistered URL is still refused"
+        );
     }
 }
