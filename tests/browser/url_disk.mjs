@@ -159,6 +159,19 @@ try {
     const cdSent = cdGets.reduce((n, e) => n + (e.bytes || 0), 0);
     console.log(`     second.iso: ${cdSent} of ${fs.statSync(imagePath.replace(/linux-hd\.img$/, "second.iso")).size} bytes in ${cdGets.length} range requests`);
   });
+
+  await check("a disk URL that does not exist stops the start with a clear error", async () => {
+    const p2 = await browser.newPage();
+    try {
+      await p2.goto(`${base}/?url=${encodeURIComponent("/images/linux/no-such.img")}&lazy=1`);
+      const st = await waitFor(() => p2.evaluate(() => (["loading", "running"].includes(window.wasm86.state) ? null : window.wasm86.state)), 30000, "the start to fail");
+      assert(st === "error", `run state ${st}`);
+      const log = await p2.evaluate(() => document.querySelector("#qmp-log").textContent);
+      assert(/HTTP 404 for HEAD \/images\/linux\/no-such\.img/.test(log), `page log: ${log.slice(-300)}`);
+    } finally {
+      await p2.close();
+    }
+  });
 } catch (e) {
   results.push(["unexpected error", false]);
   console.log(`FAIL unexpected error: ${e.stack || e}`);
