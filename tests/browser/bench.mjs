@@ -230,8 +230,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function waitMark(page, p, what, timeoutS) {
   const end = Date.now() + timeoutS * 1000;
   for (;;) {
-    const t = await page.evaluate((p) => window.__bench.marks[p], p);
+    const [t, gone] = await page.evaluate((p) => [window.__bench.marks[p], window.__bench.marks.__gone], p);
     if (t !== undefined) return t;
+    if (gone !== undefined) throw new Error(`the VM stopped (quit or fatal error) while waiting for ${what}`);
     if (Date.now() > end) {
       const tail = await page.evaluate(() => window.__bench.serial.slice(-1500));
       throw new Error(`timed out after ${timeoutS} s waiting for ${what}; serial tail:\n${tail}`);
@@ -270,7 +271,7 @@ async function runConfig(browser, name, urls) {
   page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e.message}`));
   await page.addInitScript(harness, SAMPLE_S * 1000);
-  const res = { config: name, boot_s: null, workloads: [] };
+  const res = { config: name, boot_s: null, workloads: [], loadavg_start: +os.loadavg()[0].toFixed(2) };
   try {
     const tNav = Date.now();
     if (name === "wasm86") {
@@ -292,6 +293,7 @@ async function runConfig(browser, name, urls) {
         };
         window.wasm86.on("serial", (t) => b.feed(t));
         window.wasm86.on("started", () => { b.mark("__started"); b.sample("__started"); });
+        window.wasm86.on("quit", () => b.mark("__gone"));
         b.watch("GUEST-READY");
         window.wasm86.restart({
           kernel: "/images/linux/bzImage", initrd: "/images/linux/initrd.img", cmdline, memory_mib: mem,
@@ -356,6 +358,8 @@ async function runConfig(browser, name, urls) {
     console.log(`${name} chromium: FAILED: ${res.error}`);
     if (VERBOSE || consoleLines.length) console.log(`  console (last lines):\n    ${consoleLines.slice(-10).join("\n    ")}`);
   } finally {
+    res.loadavg_end = +os.loadavg()[0].toFixed(2);
+    console.log(`  ${name}: host load average (1 min) ${res.loadavg_start} at the start, ${res.loadavg_end} at the end (${os.cpus().length} CPUs)`);
     if (VERBOSE) console.log(await page.evaluate(() => window.__bench?.serial || "").catch(() => ""));
     await context.close();
   }
