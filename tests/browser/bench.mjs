@@ -417,7 +417,7 @@ console.log(`${"config".padEnd(18)}${cols.map((c) => c.padStart(9)).join("")}`);
 for (const [name, r] of Object.entries(out.configs)) console.log(`${`${name} chromium`.padEnd(18)}${secsOf(r).map((x) => fmt(x)).join("")}`);
 const w = out.configs.wasm86;
 out.ratios = {};
-if (w && !w.error) {
+if (w && !w.error && ONLY.some((c) => c !== "wasm86")) {
   console.log("== ratios v86 / wasm86 (above 1: wasm86 faster)");
   for (const peer of ["v86-jit", "v86-nojit"]) {
     const r = out.configs[peer];
