@@ -70,6 +70,10 @@ pub(crate) enum K {
     PopR,
     /// Jcc rel (condition in `aux`).
     Jcc,
+    /// Jcc right after a CMP/SUB (`reg` = `K_SUB`), a logic op or TEST (`K_LOGIC`) or an
+    /// INC/DEC (`K_ADD`/`K_SUB`, conditions that do not read CF) of size `n` in the same
+    /// block: the condition comes straight from the remembered operands, never from EFLAGS.
+    JccFused,
     /// JMP rel.
     Jmp,
     /// CALL rel.
@@ -688,6 +692,60 @@ fn specialize(o: &mut Op) {
     }
 }
 
+/// Turns Jcc `o` into [`K::JccFused`] when `prev`, the op before it in the block, leaves
+/// flags the condition can be computed from directly.
+fn fuse(o: &mut Op, prev: &Op) {
+    use crate::flags::{K_ADD, K_LOGIC};
+    let alu = matches!(
+        prev.kind,
+        K::AluMR | K::AluRM | K::AluMI | K::AluRR32 | K::AluRI32
+    );
+    let kind = match prev.kind {
+        _ if alu && matches!(prev.aux, 5 | 7) => K_SUB,
+        _ if alu && matches!(prev.aux, 1 | 4 | 6) => K_LOGIC,
+        K::TestMR | K::TestMI => K_LOGIC,
+        // INC/DEC keep CF: only the conditions that do not read it.
+        K::IncDec | K::IncDec32 if !matches!(o.aux >> 1, 1 | 3) => {
+            if prev.aux == 0 {
+                K_ADD
+            } else {
+                K_SUB
+            }
+        }
+        _ => return,
+    };
+    o.kind = K::JccFused;
+    o.reg = kind;
+    o.n = prev.n;
+}
+
+/// Condition `cc` after an op of lazy kind `kind` and size `n` with operands `a`, `b` and
+/// result `res` (all masked to the size), as [`Cpu::cond`] computes it from the flags.
+#[inline(always)]
+fn fused_cond(cc: u8, kind: u8, n: u32, a: u32, b: u32, res: u32) -> bool {
+    use crate::flags::{parity, sign_bit, K_ADD, K_LOGIC};
+    let s = sign_bit(n);
+    let sh = 32 - 8 * n;
+    let r = match (kind, (cc >> 1) & 7) {
+        (_, 2) => res == 0,
+        (_, 4) => res & s != 0,
+        (_, 5) => parity(res),
+        (K_LOGIC, 0 | 1) => false,
+        (K_LOGIC, 3) => res == 0,
+        (K_LOGIC, 6) => res & s != 0,
+        (K_LOGIC, _) => res == 0 || res & s != 0,
+        (K_ADD, 0) => (a ^ res) & (b ^ res) & s != 0,
+        (K_ADD, 6) => (res & s != 0) != ((a ^ res) & (b ^ res) & s != 0),
+        (K_ADD, _) => res == 0 || (res & s != 0) != ((a ^ res) & (b ^ res) & s != 0),
+        (_, 0) => (a ^ b) & (a ^ res) & s != 0,
+        (_, 1) => a < b,
+        (_, 3) => a <= b,
+        (_, 6) => (((a << sh) as i32) >> sh) < (((b << sh) as i32) >> sh),
+        _ => (((a << sh) as i32) >> sh) <= (((b << sh) as i32) >> sh),
+    };
+    r ^ (cc & 1 != 0)
+}
+
 /// Whether the block ends after an op of this kind.
 #[inline(always)]
 fn ends_block(k: K) -> bool {
@@ -702,7 +760,15 @@ fn ends_block(k: K) -> bool {
 fn sets_eip(k: K) -> bool {
     matches!(
         k,
-        K::Slow | K::SlowEnd | K::Jcc | K::Jmp | K::Call | K::Ret | K::JmpM | K::CallM
+        K::Slow
+            | K::SlowEnd
+            | K::Jcc
+            | K::JccFused
+            | K::Jmp
+            | K::Call
+            | K::Ret
+            | K::JmpM
+            | K::CallM
     )
 }
 
@@ -855,7 +921,9 @@ impl Cpu {
             }
             // A taken conditional branch leaves the block (one not taken falls through to
             // the next op: blocks go on past conditional branches).
-            if op.kind == K::Jcc && self.eip != base.wrapping_add(op.off as u32 + op.len as u32) {
+            if matches!(op.kind, K::Jcc | K::JccFused)
+                && self.eip != base.wrapping_add(op.off as u32 + op.len as u32)
+            {
                 break;
             }
         }
@@ -909,6 +977,11 @@ impl Cpu {
                 break;
             }
             pos += o.len as usize;
+            if o.kind == K::Jcc && self.code.ops.len() > start {
+                if let Some(prev) = self.code.ops.last() {
+                    fuse(&mut o, prev);
+                }
+            }
             self.code.ops.push(o);
             if ends_block(o.kind) {
                 break;
@@ -1092,6 +1165,14 @@ impl Cpu {
             }
             K::Jcc => {
                 if self.cond(o.aux) {
+                    self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+                } else {
+                    self.eip = next;
+                }
+            }
+            K::JccFused => {
+                let l = &self.lf;
+                if fused_cond(o.aux, o.reg, n, l.a, l.b, l.res) {
                     self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
                 } else {
                     self.eip = next;
@@ -1495,6 +1576,75 @@ mod tests {
             *slot = (st, mem);
         }
         out
+    }
+
+    #[test]
+    fn fused_branches_match_the_interpreter() {
+        let firsts: [&[u8]; 16] = [
+            &[0x39, 0xD8],          // cmp eax, ebx
+            &[0x38, 0xD8],          // cmp al, bl
+            &[0x66, 0x39, 0xD8],    // cmp ax, bx
+            &[0x29, 0xD8],          // sub eax, ebx
+            &[0x83, 0xF8, 0x80],    // cmp eax, -128
+            &[0x3C, 0x7F],          // cmp al, 0x7F
+            &[0x85, 0xD8],          // test eax, ebx
+            &[0x84, 0xC0],          // test al, al
+            &[0x21, 0xD8],          // and eax, ebx
+            &[0x09, 0xD8],          // or eax, ebx
+            &[0x31, 0xD8],          // xor eax, ebx
+            &[0xA9, 0, 0x80, 0, 0], // test eax, 0x8000
+            &[0x48],                // dec eax
+            &[0x40],                // inc eax
+            &[0x66, 0x48],          // dec ax
+            &[0xFE, 0xC0],          // inc al
+        ];
+        let values = [
+            0u32,
+            1,
+            2,
+            0x7F,
+            0x80,
+            0xFF,
+            0x7FFF,
+            0x8000,
+            0xFFFF,
+            0x7FFF_FFFF,
+            0x8000_0000,
+            0xFFFF_FFFF,
+            0x1234_5678,
+            0x8765_4321,
+        ];
+        let mut fused = 0;
+        for first in firsts {
+            for cc in 0..16u8 {
+                for &a in &values {
+                    for &b in &values[..6] {
+                        // first; jcc +1; inc ecx; hlt
+                        let mut code = first.to_vec();
+                        code.extend([0x70 | cc, 0x01, 0x41]);
+                        let mut out = Vec::new();
+                        for interp in [false, true] {
+                            let mut bus = TestBus::new(1 << 20).unwrap();
+                            let mut prog = vec![0x90];
+                            prog.extend(&code);
+                            prog.extend([0xF4; 8]);
+                            bus.load(0x4000, &prog);
+                            let mut c = Cpu::new();
+                            c.setup_flat32(0x4000);
+                            c.set_reg32(0, a);
+                            c.set_reg32(3, b.rotate_right(cc as u32));
+                            c.set_eflags(crate::flags::CF);
+                            c.dbp_exec = interp;
+                            assert_eq!(c.run(&mut bus, u64::MAX), CpuExit::Halted);
+                            fused += c.code.ops.iter().filter(|o| o.kind == K::JccFused).count();
+                            out.push((c.regs, c.eip, c.get_eflags(), c.icount));
+                        }
+                        assert_eq!(out[0], out[1], "{code:02X?} eax {a:08X} ebx {b:08X}");
+                    }
+                }
+            }
+        }
+        assert!(fused > 0, "no branch was fused");
     }
 
     #[test]
