@@ -15,6 +15,7 @@
 //   relay(url)         connect the worker to a QMP relay (wasm86-bridge's /qmp WebSocket).
 //   restart(config)    power on a new VM (the guest form uses it).
 //   addImageUrl(url)   register an image URL for QMP change (read on demand).
+//   serial(text)       type text into the guest's ttyS0, as the terminal does.
 //   files              Map name -> Uint8Array of files written by screendump/memsave/pmemsave.
 //   state              the last known run state.
 import { scancodes, CTRL_ALT_DEL } from "./keymap.js";
@@ -123,6 +124,7 @@ window.wasm86 = {
   // Registers an image URL for `change DEVICE URL` from any door (the page door does it by
   // itself for http(s) URLs): the medium is then read on demand with range requests.
   addImageUrl(url) { if (worker && !gone) worker.postMessage({ type: "put-url", url: new URL(url, location.href).href }); },
+  serial(text) { if (worker && !gone) worker.postMessage({ type: "serial-in", data: String(text) }); },
   files: new Map(),
   get state() { return vmState; },
   get commands() { return commandNames.slice(); },

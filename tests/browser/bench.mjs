@@ -214,16 +214,6 @@ function harness(sampleMs) {
   }, sampleMs);
 }
 
-// wasm86's page: the worker is captured as it is created, so that serial input can be posted
-// to it exactly as the page's terminal does ({type: "serial-in"}); the page has no API for it.
-function wasm86Hooks() {
-  const W = window.Worker;
-  window.__workers = [];
-  window.Worker = class extends W {
-    constructor(...a) { super(...a); window.__workers.push(this); }
-  };
-}
-
 // ---- running one configuration -------------------------------------------------------------------
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -275,7 +265,6 @@ async function runConfig(browser, name, urls) {
   try {
     const tNav = Date.now();
     if (name === "wasm86") {
-      await page.addInitScript(wasm86Hooks);
       // paused=1: the page's own first VM waits; the benchmark VM replaces it with an explicit
       // configuration (cmdline.txt, the memory size).
       await page.goto(`${urls.wasm86}/?paused=1&mem=${MEM_MB}`);
@@ -287,10 +276,7 @@ async function runConfig(browser, name, urls) {
           const m = /icount (\d+)/.exec(r.return || "");
           return m ? Number(m[1]) : null;
         };
-        b.send = (s) => {
-          const w = window.__workers[window.__workers.length - 1];
-          w.postMessage({ type: "serial-in", data: s });
-        };
+        b.send = (s) => window.wasm86.serial(s);
         window.wasm86.on("serial", (t) => b.feed(t));
         window.wasm86.on("started", () => { b.mark("__started"); b.sample("__started"); });
         window.wasm86.on("quit", () => b.mark("__gone"));
