@@ -175,21 +175,18 @@ fn run_memtest(
     }
 }
 
-/// memtest86+ starts from the floppy, finds 16 MB and runs tests #0 to #9 of its first pass
-/// without errors, up to the start of test #10 (bit fade), about 3.5 minutes of host time.
-/// The bit fade test then waits minutes of guest time per pattern; the complete pass (just
-/// over 10 minutes of host time today) is the ignored test below.
+/// memtest86+ starts from the floppy, finds 16 MB and completes its first pass with 0 errors:
+/// tests #0 to #10 in ascending order, bit fade included (the bit fade test waits minutes of
+/// guest time per pattern). A complete pass took 412 s of host time on a loaded 2-core machine.
 #[test]
-fn memtest86plus_from_the_floppy_runs_its_tests_without_errors() {
-    let (m, screen, tests) = run_memtest(Duration::from_secs(900), |m| {
-        m.test.starts_with("Test #10") || m.passes >= 1
-    });
+fn memtest86plus_from_the_floppy_completes_a_pass_without_errors() {
+    let (m, screen, tests) = run_memtest(Duration::from_secs(1500), |m| m.passes >= 1);
     assert!(screen.contains("Memtest86+ v6.10"), "{screen}");
     assert!(screen.contains("Memory  :   16MB"), "{screen}");
-    assert!(screen.contains("Status: Testing"), "{screen}");
+    assert!(screen.contains("Pass:  1"), "{screen}");
     assert_eq!(m.errors, 0);
-    assert!(m.percent >= 80, "{m:?}");
-    // The tests seen ran in ascending order up to #10.
+    // The tests of the first pass ran in ascending order up to #10 (after it, pass 2 starts
+    // again from a low number).
     let numbers: Vec<u32> = tests
         .iter()
         .filter_map(|t| {
@@ -200,18 +197,13 @@ fn memtest86plus_from_the_floppy_runs_its_tests_without_errors() {
                 .ok()
         })
         .collect();
-    assert!(numbers.len() >= 5, "{tests:?}");
-    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{tests:?}");
-    assert_eq!(numbers.last(), Some(&10), "{tests:?}");
-}
-
-/// A complete first pass of memtest86+ with 0 errors.
-#[test]
-#[ignore = "a complete pass took 612 s of host time (bit fade: 400 s of it): over 10 minutes"]
-fn memtest86plus_completes_a_pass() {
-    let (m, screen, _) = run_memtest(Duration::from_secs(1800), |m| m.passes >= 1);
-    assert_eq!(m.errors, 0);
-    assert!(screen.contains("Pass:  1"), "{screen}");
+    let first_pass = numbers
+        .windows(2)
+        .position(|w| w[1] < w[0])
+        .map_or(numbers.len(), |i| i + 1);
+    let first = numbers.get(..first_pass).unwrap_or(&[]);
+    assert!(first.len() >= 5, "{tests:?}");
+    assert_eq!(first.last(), Some(&10), "{tests:?}");
 }
 
 #[test]
