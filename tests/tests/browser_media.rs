@@ -11,15 +11,10 @@
 //! wasm). Needs `target/release/wasm86-bridge`, `pkg/` (`scripts/build-pkg.sh`), the guest
 //! images and `tests/browser/node_modules` (`scripts/setup.sh --browser`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::Command;
 use std::time::{Duration, Instant};
-use wasm86_tests::{bin, guest, root, run, Guard};
-
-fn require(path: &std::path::Path, how: &str) {
-    assert!(path.exists(), "{} is missing: {how}", path.display());
-}
+use wasm86_tests::{guest, require_browser, root, run, Bridge};
 
 #[test]
 fn cdrom_and_floppy_boot_in_the_browser() {
@@ -33,50 +28,13 @@ fn cdrom_and_floppy_boot_in_the_browser() {
         return;
     }
     let root = root();
-    require(
-        &root.join("pkg/wasm86_web_bg.wasm"),
-        "build it with scripts/build-pkg.sh",
-    );
-    require(
-        &root.join("tests/browser/node_modules/playwright-core"),
-        "install it with scripts/setup.sh --browser",
-    );
-    require(
-        std::path::Path::new("/usr/bin/chromium"),
-        "install it with scripts/setup.sh --browser",
-    );
+    require_browser();
     guest("bios/bios.bin");
     guest("linux/linux.iso");
     guest("memtest/memtest.img");
 
-    let mut child = Command::new(bin("wasm86-bridge"))
-        .current_dir(&root)
-        .args(["--listen", "127.0.0.1:0", "--www", "www", "--pkg", "pkg"])
-        .args(["--images", "guest-images"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start wasm86-bridge");
-    let stdout = child.stdout.take().expect("bridge stdout");
-    let _bridge = Guard(child);
-
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = r.read_line(&mut line);
-        let _ = tx.send(line);
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the bridge did not start");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from the bridge: {line:?}"))
-        .to_string();
+    let bridge = Bridge::start(std::iter::empty::<&str>());
+    let url = bridge.url.clone();
 
     let start = Instant::now();
     let (code, out, err) = run(
