@@ -1077,306 +1077,577 @@ impl Cpu {
 
     /// Executes one op of the block that starts at EIP `base`. Only branches and slow ops
     /// write EIP.
+    ///
+    /// Dispatch: a `match` on [`Op::kind`] (the default) or, with the `fn-table` feature, an
+    /// indirect call through [`Table::TABLE`]. Both call the same handlers (`h_*` below).
+    /// DISPATCH-FIGURES
     #[inline(always)]
     fn exec_op<B: Bus>(&mut self, bus: &mut B, o: &Op, base: u32) -> Res<()> {
-        let n = o.n as u32;
-        let at = base.wrapping_add(o.off as u32);
-        let next = at.wrapping_add(o.len as u32);
-        match o.kind {
-            K::Slow | K::SlowEnd => {
-                self.eip = at;
-                self.rf_keep = false;
-                self.step(bus)?;
-                if self.eflags & RF != 0 && !self.rf_keep {
-                    self.eflags &= !RF;
-                }
-                if o.kind == K::Slow && self.eip != next {
-                    // A REP instruction that must resume, or anything unexpected: end here.
-                    self.code.stop = true;
-                }
-                return Ok(());
+        #[cfg(feature = "fn-table")]
+        {
+            match Table::<B>::TABLE.get(o.kind as usize) {
+                Some(h) => h(self, bus, o, base),
+                None => Ok(()),
             }
-            _ => {}
         }
-        match o.kind {
-            K::AluMR => {
-                let a = self.rd_op(bus, o, n)?;
-                let b = self.rreg(o.reg, n);
-                let r = self.alu(o.aux, a, b, n);
-                if o.aux != 7 {
-                    self.wr_op(bus, o, n, r)?;
-                }
-            }
-            K::AluRM => {
-                let b = self.rd_op(bus, o, n)?;
-                let a = self.rreg(o.reg, n);
-                let r = self.alu(o.aux, a, b, n);
-                if o.aux != 7 {
-                    self.wreg(o.reg, n, r);
-                }
-            }
-            K::AluMI => {
-                let a = self.rd_op(bus, o, n)?;
-                let r = self.alu(o.aux, a, o.imm, n);
-                if o.aux != 7 {
-                    self.wr_op(bus, o, n, r)?;
-                }
-            }
-            K::TestMR => {
-                let a = self.rd_op(bus, o, n)?;
-                let b = self.rreg(o.reg, n);
-                self.alu(4, a, b, n);
-            }
-            K::TestMI => {
-                let a = self.rd_op(bus, o, n)?;
-                self.alu(4, a, o.imm, n);
-            }
-            K::MovMR => {
-                let v = self.rreg(o.reg, n);
-                self.wr_op(bus, o, n, v)?;
-            }
-            K::MovRM => {
-                let v = self.rd_op(bus, o, n)?;
-                self.wreg(o.reg, n, v);
-            }
-            K::MovMI => self.wr_op(bus, o, n, o.imm)?,
-            K::Lea => {
-                let a = self.ea(o);
-                self.wreg(o.reg, n, a);
-            }
-            K::IncDec => {
-                let a = self.rd_op(bus, o, n)?;
-                let (res, kind) = if o.aux == 0 {
-                    (a.wrapping_add(1), K_ADD)
-                } else {
-                    (a.wrapping_sub(1), K_SUB)
-                };
-                self.wr_op(bus, o, n, res)?;
-                self.set_lazy(kind, n, a, 1, res, ARITH & !CF);
-            }
-            K::PushM => {
-                let v = self.rd_op(bus, o, n)?;
-                self.bpush(bus, v, n)?;
-            }
-            K::PushI => self.bpush(bus, o.imm, n)?,
-            K::PopR => {
-                let v = self.bpop(bus, n)?;
-                self.wreg(o.reg, n, v);
-            }
-            K::Jcc => {
-                if self.cond(o.aux) {
-                    self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
-                } else {
-                    self.eip = next;
-                }
-            }
-            K::JccFused => {
-                let l = &self.lf;
-                if fused_cond(o.aux, o.reg, n, l.a, l.b, l.res) {
-                    self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
-                } else {
-                    self.eip = next;
-                }
-            }
-            K::Jmp => self.control_transfer_near(next.wrapping_add(o.imm), o.op32)?,
-            K::Call => {
-                let t = next.wrapping_add(o.imm);
-                let t = if o.op32 { t } else { t & 0xFFFF };
-                if t > self.segs[sreg::CS].limit && self.pm() {
-                    return crate::gp(0);
-                }
-                self.bpush(bus, next, n)?;
-                self.eip = t;
-            }
-            K::Ret if self.segs[sreg::SS].big => {
-                let sp = self.regs[4];
-                let t = self.rd(bus, sreg::SS, sp, n)?;
-                self.control_transfer_near(t, o.op32)?;
-                self.regs[4] = sp.wrapping_add(n).wrapping_add(o.imm);
-            }
-            K::Ret => {
-                let mut sp = self.regs[4];
-                let t = self.pop_at(bus, &mut sp, n)?;
-                self.control_transfer_near(t, o.op32)?;
-                let m = self.sp_mask();
-                self.regs[4] = (sp & !m) | (sp.wrapping_add(o.imm) & m);
-            }
-            K::JmpM => {
-                let t = self.rd_op(bus, o, n)?;
-                self.control_transfer_near(t, o.op32)?;
-            }
-            K::CallM => {
-                let t = self.rd_op(bus, o, n)?;
-                let t = if o.op32 { t } else { t & 0xFFFF };
-                if t > self.segs[sreg::CS].limit && self.pm() {
-                    return crate::gp(0);
-                }
-                self.bpush(bus, next, n)?;
-                self.eip = t;
-            }
-            K::Movx => {
-                let v = self.rd_op(bus, o, n)?;
-                let v = match (o.aux, n) {
-                    (0, _) => v,
-                    (_, 1) => v as u8 as i8 as i32 as u32,
-                    _ => v as u16 as i16 as i32 as u32,
-                };
-                let nv = if o.op32 { 4 } else { 2 };
-                self.wreg(o.reg, nv, v);
-            }
-            K::Xchg => {
-                let a = self.rd_op(bus, o, n)?;
-                let b = self.rreg(o.reg, n);
-                self.wr_op(bus, o, n, b)?;
-                self.wreg(o.reg, n, a);
-            }
-            K::ShiftI | K::ShiftCl => {
-                let cnt = if o.kind == K::ShiftI {
-                    o.imm
-                } else {
-                    self.regs[1] & 0xFF
-                };
-                let v = self.rd_op(bus, o, n)?;
-                let r = self.shift(o.aux, v, cnt, n);
-                if cnt & 0x1F != 0 {
-                    self.wr_op(bus, o, n, r)?;
-                }
-            }
-            K::Setcc => {
-                let v = self.cond(o.aux) as u32;
-                self.wr_op(bus, o, 1, v)?;
-            }
-            K::Cmov => {
-                let v = self.rd_op(bus, o, n)?;
-                if self.cond(o.aux) {
-                    self.wreg(o.reg, n, v);
-                }
-            }
-            K::Imul3 => {
-                let a = self.rd_op(bus, o, n)?;
-                let r = self.imul2(a, o.imm, n);
-                self.wreg(o.reg, n, r);
-            }
-            K::Imul2 => {
-                let a = self.rd_op(bus, o, n)?;
-                let b = self.rreg(o.reg, n);
-                let r = self.imul2(b, a, n);
-                self.wreg(o.reg, n, r);
-            }
-            K::Leave => {
-                let m = self.sp_mask();
-                let mut sp = (self.regs[4] & !m) | (self.regs[5] & m);
-                let v = self.pop_at(bus, &mut sp, n)?;
-                self.regs[4] = sp;
-                self.wreg(5, n, v);
-            }
-            K::Nop => {}
-            K::Cbw => {
-                if o.op32 {
-                    self.regs[0] = self.regs[0] as i16 as i32 as u32;
-                } else {
-                    let v = self.regs[0] as i8 as i16 as u16 as u32;
-                    self.wreg(0, 2, v);
-                }
-            }
-            K::Cwd => {
-                let sign = if o.op32 {
-                    self.regs[0] & 0x8000_0000
-                } else {
-                    self.regs[0] & 0x8000
-                };
-                let v = if sign != 0 { size_mask(n) } else { 0 };
-                self.wreg(2, n, v);
-            }
-            K::MovRR => {
-                let v = self.rreg(o.reg, n);
-                self.wreg(o.rm, n, v);
-            }
-            K::Load32 => {
-                let a = self.ea(o);
-                let v = self.rd(bus, o.seg as usize, a, 4)?;
-                self.regs[o.reg as usize & 7] = v;
-            }
-            K::Store32 => {
-                let a = self.ea(o);
-                let v = self.regs[o.reg as usize & 7];
-                self.wr(bus, o.seg as usize, a, 4, v)?;
-            }
-            K::AluRR32 => {
-                let a = self.regs[o.rm as usize & 7];
-                let b = self.regs[o.reg as usize & 7];
-                let r = self.alu(o.aux, a, b, 4);
-                if o.aux != 7 {
-                    self.regs[o.rm as usize & 7] = r;
-                }
-            }
-            K::AluRI32 => {
-                let a = self.regs[o.rm as usize & 7];
-                let r = self.alu(o.aux, a, o.imm, 4);
-                if o.aux != 7 {
-                    self.regs[o.rm as usize & 7] = r;
-                }
-            }
-            K::IncDec32 => {
-                let r = o.rm as usize & 7;
-                let a = self.regs[r];
-                let (res, kind) = if o.aux == 0 {
-                    (a.wrapping_add(1), K_ADD)
-                } else {
-                    (a.wrapping_sub(1), K_SUB)
-                };
-                self.regs[r] = res;
-                self.set_lazy(kind, 4, a, 1, res, ARITH & !CF);
-            }
-            K::Shift32RI if o.aux < 2 => {
-                // As `shift` for ROL/ROR of a dword by 1..=31: only CF and OF change.
-                let r = o.rm as usize & 7;
-                let v = self.regs[r];
-                let (res, cf, of) = if o.aux == 0 {
-                    let res = v.rotate_left(o.imm);
-                    (res, res & 1, (res >> 31) ^ (res & 1))
-                } else {
-                    let res = v.rotate_right(o.imm);
-                    (res, res >> 31, (res >> 31) ^ ((res >> 30) & 1))
-                };
-                self.regs[r] = res;
-                self.set_flags(crate::flags::OF | CF, cf | of << 11);
-            }
-            K::Shift32RI => {
-                // As `shift` for SHL/SHR/SAR of a dword by 1..=31.
-                let r = o.rm as usize & 7;
-                let v = self.regs[r];
-                let cnt = o.imm;
-                let (res, cf, of) = match o.aux {
-                    4 | 6 => {
-                        let res = v << cnt;
-                        let cf = (v >> (32 - cnt)) & 1;
-                        (res, cf, (res >> 31) ^ cf)
-                    }
-                    5 => {
-                        let res = v >> cnt;
-                        (res, (v >> (cnt - 1)) & 1, ((res ^ (res << 1)) >> 31) & 1)
-                    }
-                    _ => {
-                        let res = ((v as i32) >> cnt) as u32;
-                        (res, ((v as i32) >> (cnt - 1)) as u32 & 1, 0)
-                    }
-                };
-                self.regs[r] = res;
-                self.set_flags(crate::flags::OF | CF | crate::flags::AF, cf | of << 11);
-                self.set_lazy(
-                    crate::flags::K_LOGIC,
-                    4,
-                    0,
-                    0,
-                    res,
-                    crate::flags::ZF | crate::flags::SF | crate::flags::PF,
-                );
-            }
-            K::Slow | K::SlowEnd => {}
+        #[cfg(not(feature = "fn-table"))]
+        {
+            dispatch_match(self, bus, o, base)
         }
-        Ok(())
     }
+}
+
+/// A block-op handler: runs `o`, an op of the block that starts at EIP `base`.
+type Handler<B> = fn(&mut Cpu, &mut B, &Op, u32) -> Res<()>;
+
+/// Declares the handler of every [`K`] once, in `K`'s order, and from that list builds both
+/// dispatchers: `dispatch_match` (a `match`) and [`Table::TABLE`] (indexed by `kind as
+/// usize`; a compile-time check keeps the list in `K`'s order).
+macro_rules! handlers {
+    ($($k:ident => $f:ident),* $(,)?) => {
+        /// The handler table, one per `Bus` type.
+        struct Table<B>(std::marker::PhantomData<B>);
+
+        impl<B: Bus> Table<B> {
+            /// `TABLE[k as usize]` is the handler of kind `k`.
+            #[cfg_attr(not(feature = "fn-table"), allow(dead_code))]
+            const TABLE: [Handler<B>; [$(K::$k),*].len()] = [$($f::<B>),*];
+        }
+
+        const _: () = {
+            let ks = [$(K::$k),*];
+            let mut i = 0;
+            while i < ks.len() {
+                assert!(ks[i] as usize == i, "handlers! is not in K's order");
+                i += 1;
+            }
+        };
+
+        /// Runs `o` through a `match` on its kind.
+        #[cfg_attr(feature = "fn-table", allow(dead_code))]
+        #[inline(always)]
+        fn dispatch_match<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
+            match o.kind {
+                $(K::$k => $f(c, bus, o, base),)*
+            }
+        }
+    };
+}
+
+handlers! {
+    Slow => h_slow,
+    SlowEnd => h_slow,
+    AluMR => h_alu_mr,
+    AluRM => h_alu_rm,
+    AluMI => h_alu_mi,
+    TestMR => h_test_mr,
+    TestMI => h_test_mi,
+    MovMR => h_mov_mr,
+    MovRM => h_mov_rm,
+    MovMI => h_mov_mi,
+    Lea => h_lea,
+    IncDec => h_inc_dec,
+    PushM => h_push_m,
+    PushI => h_push_i,
+    PopR => h_pop_r,
+    Jcc => h_jcc,
+    JccFused => h_jcc_fused,
+    Jmp => h_jmp,
+    Call => h_call,
+    Ret => h_ret,
+    JmpM => h_jmp_m,
+    CallM => h_call_m,
+    Movx => h_movx,
+    Xchg => h_xchg,
+    ShiftI => h_shift,
+    ShiftCl => h_shift,
+    Setcc => h_setcc,
+    Cmov => h_cmov,
+    Imul3 => h_imul3,
+    Imul2 => h_imul2,
+    Leave => h_leave,
+    Nop => h_nop,
+    Cbw => h_cbw,
+    Cwd => h_cwd,
+    MovRR => h_mov_rr,
+    Load32 => h_load32,
+    Store32 => h_store32,
+    AluRR32 => h_alu_rr32,
+    AluRI32 => h_alu_ri32,
+    IncDec32 => h_inc_dec32,
+    Shift32RI => h_shift32_ri,
+}
+
+/// EIP of the instruction after `o`.
+#[inline(always)]
+fn next_eip(o: &Op, base: u32) -> u32 {
+    base.wrapping_add(o.off as u32).wrapping_add(o.len as u32)
+}
+
+/// [`K::Slow`] and [`K::SlowEnd`]: one instruction through the interpreter's `step`.
+#[inline(always)]
+fn h_slow<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
+    let at = base.wrapping_add(o.off as u32);
+    c.eip = at;
+    c.rf_keep = false;
+    c.step(bus)?;
+    if c.eflags & RF != 0 && !c.rf_keep {
+        c.eflags &= !RF;
+    }
+    if o.kind == K::Slow && c.eip != at.wrapping_add(o.len as u32) {
+        // A REP instruction that must resume, or anything unexpected: end here.
+        c.code.stop = true;
+    }
+    Ok(())
+}
+
+/// [`K::AluMR`].
+#[inline(always)]
+fn h_alu_mr<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    let b = c.rreg(o.reg, n);
+    let r = c.alu(o.aux, a, b, n);
+    if o.aux != 7 {
+        c.wr_op(bus, o, n, r)?;
+    }
+    Ok(())
+}
+
+/// [`K::AluRM`].
+#[inline(always)]
+fn h_alu_rm<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let b = c.rd_op(bus, o, n)?;
+    let a = c.rreg(o.reg, n);
+    let r = c.alu(o.aux, a, b, n);
+    if o.aux != 7 {
+        c.wreg(o.reg, n, r);
+    }
+    Ok(())
+}
+
+/// [`K::AluMI`].
+#[inline(always)]
+fn h_alu_mi<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    let r = c.alu(o.aux, a, o.imm, n);
+    if o.aux != 7 {
+        c.wr_op(bus, o, n, r)?;
+    }
+    Ok(())
+}
+
+/// [`K::TestMR`].
+#[inline(always)]
+fn h_test_mr<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    let b = c.rreg(o.reg, n);
+    c.alu(4, a, b, n);
+    Ok(())
+}
+
+/// [`K::TestMI`].
+#[inline(always)]
+fn h_test_mi<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    c.alu(4, a, o.imm, n);
+    Ok(())
+}
+
+/// [`K::MovMR`].
+#[inline(always)]
+fn h_mov_mr<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let v = c.rreg(o.reg, n);
+    c.wr_op(bus, o, n, v)
+}
+
+/// [`K::MovRM`].
+#[inline(always)]
+fn h_mov_rm<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let v = c.rd_op(bus, o, n)?;
+    c.wreg(o.reg, n, v);
+    Ok(())
+}
+
+/// [`K::MovMI`].
+#[inline(always)]
+fn h_mov_mi<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    c.wr_op(bus, o, o.n as u32, o.imm)
+}
+
+/// [`K::Lea`].
+#[inline(always)]
+fn h_lea<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    let a = c.ea(o);
+    c.wreg(o.reg, o.n as u32, a);
+    Ok(())
+}
+
+/// [`K::IncDec`].
+#[inline(always)]
+fn h_inc_dec<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    let (res, kind) = if o.aux == 0 {
+        (a.wrapping_add(1), K_ADD)
+    } else {
+        (a.wrapping_sub(1), K_SUB)
+    };
+    c.wr_op(bus, o, n, res)?;
+    c.set_lazy(kind, n, a, 1, res, ARITH & !CF);
+    Ok(())
+}
+
+/// [`K::PushM`].
+#[inline(always)]
+fn h_push_m<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let v = c.rd_op(bus, o, n)?;
+    c.bpush(bus, v, n)
+}
+
+/// [`K::PushI`].
+#[inline(always)]
+fn h_push_i<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    c.bpush(bus, o.imm, o.n as u32)
+}
+
+/// [`K::PopR`].
+#[inline(always)]
+fn h_pop_r<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let v = c.bpop(bus, n)?;
+    c.wreg(o.reg, n, v);
+    Ok(())
+}
+
+/// [`K::Jcc`].
+#[inline(always)]
+fn h_jcc<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
+    let next = next_eip(o, base);
+    if c.cond(o.aux) {
+        c.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+    } else {
+        c.eip = next;
+    }
+    Ok(())
+}
+
+/// [`K::JccFused`].
+#[inline(always)]
+fn h_jcc_fused<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
+    let next = next_eip(o, base);
+    let l = &c.lf;
+    if fused_cond(o.aux, o.reg, o.n as u32, l.a, l.b, l.res) {
+        c.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+    } else {
+        c.eip = next;
+    }
+    Ok(())
+}
+
+/// [`K::Jmp`].
+#[inline(always)]
+fn h_jmp<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
+    c.control_transfer_near(next_eip(o, base).wrapping_add(o.imm), o.op32)
+}
+
+/// [`K::Call`].
+#[inline(always)]
+fn h_call<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
+    let next = next_eip(o, base);
+    let t = next.wrapping_add(o.imm);
+    let t = if o.op32 { t } else { t & 0xFFFF };
+    if t > c.segs[sreg::CS].limit && c.pm() {
+        return crate::gp(0);
+    }
+    c.bpush(bus, next, o.n as u32)?;
+    c.eip = t;
+    Ok(())
+}
+
+/// [`K::Ret`].
+#[inline(always)]
+fn h_ret<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    if c.segs[sreg::SS].big {
+        let sp = c.regs[4];
+        let t = c.rd(bus, sreg::SS, sp, n)?;
+        c.control_transfer_near(t, o.op32)?;
+        c.regs[4] = sp.wrapping_add(n).wrapping_add(o.imm);
+    } else {
+        let mut sp = c.regs[4];
+        let t = c.pop_at(bus, &mut sp, n)?;
+        c.control_transfer_near(t, o.op32)?;
+        let m = c.sp_mask();
+        c.regs[4] = (sp & !m) | (sp.wrapping_add(o.imm) & m);
+    }
+    Ok(())
+}
+
+/// [`K::JmpM`].
+#[inline(always)]
+fn h_jmp_m<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let t = c.rd_op(bus, o, o.n as u32)?;
+    c.control_transfer_near(t, o.op32)
+}
+
+/// [`K::CallM`].
+#[inline(always)]
+fn h_call_m<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
+    let n = o.n as u32;
+    let t = c.rd_op(bus, o, n)?;
+    let t = if o.op32 { t } else { t & 0xFFFF };
+    if t > c.segs[sreg::CS].limit && c.pm() {
+        return crate::gp(0);
+    }
+    c.bpush(bus, next_eip(o, base), n)?;
+    c.eip = t;
+    Ok(())
+}
+
+/// [`K::Movx`].
+#[inline(always)]
+fn h_movx<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let v = c.rd_op(bus, o, n)?;
+    let v = match (o.aux, n) {
+        (0, _) => v,
+        (_, 1) => v as u8 as i8 as i32 as u32,
+        _ => v as u16 as i16 as i32 as u32,
+    };
+    let nv = if o.op32 { 4 } else { 2 };
+    c.wreg(o.reg, nv, v);
+    Ok(())
+}
+
+/// [`K::Xchg`].
+#[inline(always)]
+fn h_xchg<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    let b = c.rreg(o.reg, n);
+    c.wr_op(bus, o, n, b)?;
+    c.wreg(o.reg, n, a);
+    Ok(())
+}
+
+/// [`K::ShiftI`] and [`K::ShiftCl`].
+#[inline(always)]
+fn h_shift<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let cnt = if o.kind == K::ShiftI {
+        o.imm
+    } else {
+        c.regs[1] & 0xFF
+    };
+    let v = c.rd_op(bus, o, n)?;
+    let r = c.shift(o.aux, v, cnt, n);
+    if cnt & 0x1F != 0 {
+        c.wr_op(bus, o, n, r)?;
+    }
+    Ok(())
+}
+
+/// [`K::Setcc`].
+#[inline(always)]
+fn h_setcc<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let v = c.cond(o.aux) as u32;
+    c.wr_op(bus, o, 1, v)
+}
+
+/// [`K::Cmov`].
+#[inline(always)]
+fn h_cmov<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let v = c.rd_op(bus, o, n)?;
+    if c.cond(o.aux) {
+        c.wreg(o.reg, n, v);
+    }
+    Ok(())
+}
+
+/// [`K::Imul3`].
+#[inline(always)]
+fn h_imul3<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    let r = c.imul2(a, o.imm, n);
+    c.wreg(o.reg, n, r);
+    Ok(())
+}
+
+/// [`K::Imul2`].
+#[inline(always)]
+fn h_imul2<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let a = c.rd_op(bus, o, n)?;
+    let b = c.rreg(o.reg, n);
+    let r = c.imul2(b, a, n);
+    c.wreg(o.reg, n, r);
+    Ok(())
+}
+
+/// [`K::Leave`].
+#[inline(always)]
+fn h_leave<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let m = c.sp_mask();
+    let mut sp = (c.regs[4] & !m) | (c.regs[5] & m);
+    let v = c.pop_at(bus, &mut sp, n)?;
+    c.regs[4] = sp;
+    c.wreg(5, n, v);
+    Ok(())
+}
+
+/// [`K::Nop`].
+#[inline(always)]
+fn h_nop<B: Bus>(_: &mut Cpu, _: &mut B, _: &Op, _: u32) -> Res<()> {
+    Ok(())
+}
+
+/// [`K::Cbw`].
+#[inline(always)]
+fn h_cbw<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    if o.op32 {
+        c.regs[0] = c.regs[0] as i16 as i32 as u32;
+    } else {
+        let v = c.regs[0] as i8 as i16 as u16 as u32;
+        c.wreg(0, 2, v);
+    }
+    Ok(())
+}
+
+/// [`K::Cwd`].
+#[inline(always)]
+fn h_cwd<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let sign = if o.op32 {
+        c.regs[0] & 0x8000_0000
+    } else {
+        c.regs[0] & 0x8000
+    };
+    let v = if sign != 0 { size_mask(n) } else { 0 };
+    c.wreg(2, n, v);
+    Ok(())
+}
+
+/// [`K::MovRR`].
+#[inline(always)]
+fn h_mov_rr<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    let n = o.n as u32;
+    let v = c.rreg(o.reg, n);
+    c.wreg(o.rm, n, v);
+    Ok(())
+}
+
+/// [`K::Load32`].
+#[inline(always)]
+fn h_load32<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let a = c.ea(o);
+    let v = c.rd(bus, o.seg as usize, a, 4)?;
+    c.regs[o.reg as usize & 7] = v;
+    Ok(())
+}
+
+/// [`K::Store32`].
+#[inline(always)]
+fn h_store32<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let a = c.ea(o);
+    let v = c.regs[o.reg as usize & 7];
+    c.wr(bus, o.seg as usize, a, 4, v)
+}
+
+/// [`K::AluRR32`].
+#[inline(always)]
+fn h_alu_rr32<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    let a = c.regs[o.rm as usize & 7];
+    let b = c.regs[o.reg as usize & 7];
+    let r = c.alu(o.aux, a, b, 4);
+    if o.aux != 7 {
+        c.regs[o.rm as usize & 7] = r;
+    }
+    Ok(())
+}
+
+/// [`K::AluRI32`].
+#[inline(always)]
+fn h_alu_ri32<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    let a = c.regs[o.rm as usize & 7];
+    let r = c.alu(o.aux, a, o.imm, 4);
+    if o.aux != 7 {
+        c.regs[o.rm as usize & 7] = r;
+    }
+    Ok(())
+}
+
+/// [`K::IncDec32`].
+#[inline(always)]
+fn h_inc_dec32<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    let r = o.rm as usize & 7;
+    let a = c.regs[r];
+    let (res, kind) = if o.aux == 0 {
+        (a.wrapping_add(1), K_ADD)
+    } else {
+        (a.wrapping_sub(1), K_SUB)
+    };
+    c.regs[r] = res;
+    c.set_lazy(kind, 4, a, 1, res, ARITH & !CF);
+    Ok(())
+}
+
+/// [`K::Shift32RI`].
+#[inline(always)]
+fn h_shift32_ri<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
+    let r = o.rm as usize & 7;
+    let v = c.regs[r];
+    if o.aux < 2 {
+        // As `shift` for ROL/ROR of a dword by 1..=31: only CF and OF change.
+        let (res, cf, of) = if o.aux == 0 {
+            let res = v.rotate_left(o.imm);
+            (res, res & 1, (res >> 31) ^ (res & 1))
+        } else {
+            let res = v.rotate_right(o.imm);
+            (res, res >> 31, (res >> 31) ^ ((res >> 30) & 1))
+        };
+        c.regs[r] = res;
+        c.set_flags(crate::flags::OF | CF, cf | of << 11);
+        return Ok(());
+    }
+    // As `shift` for SHL/SHR/SAR of a dword by 1..=31.
+    let cnt = o.imm;
+    let (res, cf, of) = match o.aux {
+        4 | 6 => {
+            let res = v << cnt;
+            let cf = (v >> (32 - cnt)) & 1;
+            (res, cf, (res >> 31) ^ cf)
+        }
+        5 => {
+            let res = v >> cnt;
+            (res, (v >> (cnt - 1)) & 1, ((res ^ (res << 1)) >> 31) & 1)
+        }
+        _ => {
+            let res = ((v as i32) >> cnt) as u32;
+            (res, ((v as i32) >> (cnt - 1)) as u32 & 1, 0)
+        }
+    };
+    c.regs[r] = res;
+    c.set_flags(crate::flags::OF | CF | crate::flags::AF, cf | of << 11);
+    c.set_lazy(
+        crate::flags::K_LOGIC,
+        4,
+        0,
+        0,
+        res,
+        crate::flags::ZF | crate::flags::SF | crate::flags::PF,
+    );
+    Ok(())
 }
 
 #[cfg(test)]
