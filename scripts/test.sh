@@ -4,9 +4,12 @@
 # Usage: scripts/test.sh [quick|full|long]      (default: full)
 #   quick  fmt, clippy, unit tests (CPU vector subset, QMP protocol, devices ...), the wasm
 #          boundary test in headless Chromium. Under 5 minutes after the build.
-#   full   quick + release binaries, pkg/, integration tests (boots, QMP clients, bridge,
-#          browser page), full CPU vectors, 10^7-instruction fuzz. What CI runs.
-#   long   full + long fuzzing, 10^6-case differential runs, the peer benchmark.
+#   full   quick + release binaries, pkg/, integration tests (native boots from kernel, CD,
+#          disk and floppy with a complete memtest86+ pass; QMP clients; bridge; the browser
+#          page, a disk by URL with range requests, boots from CD and floppy in the tab), full
+#          CPU vectors, 10^7-instruction fuzz. What CI runs.
+#   long   full + the browser's direct-kernel boot checks, long fuzzing, 10^6-case
+#          differential runs, the peer benchmark.
 # Installs what is missing first (scripts/setup.sh --browser). Prints each stage's duration;
 # stops at the first failing stage with a non-zero status.
 set -Eeuo pipefail
@@ -80,8 +83,8 @@ stage "CPU vectors, all (singlestep)" conformance_full
 stage "random-instruction fuzz 10^7" fuzz_full
 if [ "$tier" = full ]; then
   report
-  echo "not in this tier: the browser boot checks (Linux to GUEST-READY in the tab, shell and"
-  echo "  canvas keyboard), long fuzzing (2*10^8 instructions), 2*10^6-case differential FPU/ALU"
+  echo "not in this tier: the browser's direct-kernel boot checks (GUEST-READY in the tab, shell"
+  echo "  and canvas keyboard), long fuzzing (2*10^8 instructions), 2*10^6-case differential FPU/ALU"
   echo "  runs, long QMP fuzz and the v86 peer benchmark: scripts/test.sh long"
   exit 0
 fi

@@ -1,4 +1,4 @@
-//! Boots from each removable medium in the browser (long tier): `tests/browser/media.mjs` opens
+//! Boots from each removable medium in the browser (full tier): `tests/browser/media.mjs` opens
 //! the page in headless Chromium against a `wasm86-bridge` started here and
 //! - boots `guest-images/linux/linux.iso` from ide1-cd0 (`?guest=cdrom`, boot order `d`:
 //!   SeaBIOS El Torito -> isolinux -> Linux) to GUEST-READY on serial, gets 42 from
@@ -7,26 +7,16 @@
 //!   `a`) and reads memtest86+'s screen through QMP `info screen` until it reaches test #2 with
 //!   0 errors.
 //!
-//! Runs only with `WASM86_BOOT_TESTS=1` (several minutes: both guests run in the browser's
-//! wasm). Needs `target/release/wasm86-bridge`, `pkg/` (`scripts/build-pkg.sh`), the guest
-//! images and `tests/browser/node_modules` (`scripts/setup.sh --browser`).
+//! About 1.5 minutes (both guests run in the browser's wasm). Needs
+//! `target/release/wasm86-bridge`, `pkg/` (`scripts/build-pkg.sh`), the guest images and
+//! `tests/browser/node_modules` (`scripts/setup.sh --browser`).
 
-use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wasm86_tests::{guest, require_browser, root, run, Bridge};
 
 #[test]
 fn cdrom_and_floppy_boot_in_the_browser() {
-    if std::env::var("WASM86_BOOT_TESTS").as_deref() != Ok("1") {
-        // Straight to stderr, past the test harness's capture, so that it is always seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTE: the browser boots from the CD-ROM (linux.iso) and the floppy (memtest86+) are \
-             in the long tier and were NOT run; set WASM86_BOOT_TESTS=1 to run them"
-        );
-        return;
-    }
     let root = root();
     require_browser();
     guest("bios/bios.bin");
