@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # build-pkg.sh - build the browser package: the wasm86-web crate for wasm32 (fat LTO, one codegen
 # unit), then wasm-bindgen (--target web) into pkg/, then wasm-opt -O3.
-# Usage: scripts/build-pkg.sh [--dev]
+# Usage: [WASM86_FEATURES=crate/feature,...] scripts/build-pkg.sh [--dev]
+# WASM86_FEATURES names features of workspace crates (e.g. wasm86-cpu/fn-table); each named
+# crate is added to the build so that Cargo accepts the feature and unifies it.
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 profile=wasm-release
 [ "${1:-}" = --dev ] && profile=dev
 dir=$([ $profile = dev ] && echo debug || echo $profile)
-cargo build -p wasm86-web --target wasm32-unknown-unknown --profile "$profile" --locked
+feat=()
+if [ -n "${WASM86_FEATURES:-}" ]; then
+  for f in ${WASM86_FEATURES//,/ }; do feat+=(-p "${f%%/*}"); done
+  feat+=(--features "$WASM86_FEATURES")
+fi
+cargo build -p wasm86-web "${feat[@]}" --target wasm32-unknown-unknown --profile "$profile" --locked
 rm -rf pkg
 wasm-bindgen --target web --out-dir pkg "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$dir/wasm86_web.wasm"
 # wasm-opt from npm's binaryen (tools/wasm-opt, installed by scripts/setup.sh): Debian's binaryen

@@ -1080,7 +1080,19 @@ impl Cpu {
     ///
     /// Dispatch: a `match` on [`Op::kind`] (the default) or, with the `fn-table` feature, an
     /// indirect call through [`Table::TABLE`]. Both call the same handlers (`h_*` below).
-    /// DISPATCH-FIGURES
+    ///
+    /// Measured 2026-11-25 on the Linux guest (2 host cores; load average 0.5 to 1.1 during
+    /// every run), two runs each, alternating:
+    /// - V8 (Chromium 150, `node tests/browser/bench.mjs --only wasm86`, seconds (MIPS) for
+    ///   boot / md5 / md5 / ash loop): match 56.4 (131) / 12.8 (111) / 13.0 (109) / 22.0 (82)
+    ///   and 53.6 (137) / 12.8 (111) / 12.6 (112) / 20.8 (87); table 98.9 (75) / 21.6 (66) /
+    ///   21.5 (66) / 32.5 (56) and 99.3 (74) / 21.6 (66) / 22.3 (64) / 32.7 (56).
+    /// - natively (`python3 /tmp/wl.py`, CPU seconds for boot / ash loop / md5): match 42.0 /
+    ///   17.0 / 10.8 and 39.7 / 15.4 / 9.9; table 50.7 / 18.7 / 11.3 and 45.6 / 18.6 / 11.3.
+    ///
+    /// The `match` is 1.5 to 1.8 times as fast in V8 and 10 to 20 % faster natively (the
+    /// handlers inline into the block loop; through the table every op is an indirect call
+    /// that can be neither inlined nor specialised), so it is the default.
     #[inline(always)]
     fn exec_op<B: Bus>(&mut self, bus: &mut B, o: &Op, base: u32) -> Res<()> {
         #[cfg(feature = "fn-table")]
