@@ -11,6 +11,7 @@
 //   WASM86_URL   http://127.0.0.1:PORT (the bridge serving www/, pkg/, guest-images/)
 // Prints one line per check with its elapsed time, the figures, and "N passed, M failed";
 // exits 1 when a check failed.
+import { results, assert, check, waitFor, unexpected, finish } from "./checks.mjs";
 import { chromium } from "playwright-core";
 
 const base = process.env.WASM86_URL;
@@ -21,28 +22,7 @@ if (!base) {
 const BOOT_TIMEOUT_MS = 600000; // Linux from the CD: ~90-150 s in the tab, with a wide margin
 const MEMTEST_TIMEOUT_MS = 600000; // memtest86+ to test #2: well under that natively
 
-const results = [];
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push([name, true]);
-    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push([name, false]);
-    console.log(`FAIL ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message}`);
-  }
-}
-async function waitFor(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+
 
 /**
  * What memtest86+ shows in its status area, from the text of `info screen`, or null when the
@@ -205,12 +185,8 @@ try {
   });
   if (fd) await fd.close();
 } catch (e) {
-  results.push(["unexpected error", false]);
-  console.log(`FAIL unexpected error: ${e.stack || e}`);
+  unexpected(e);
 } finally {
   await browser.close();
 }
-const failed = results.filter(([, ok]) => !ok).length;
-if (failed) console.log(`console (last lines):\n${consoleLines.slice(-20).join("\n")}`);
-console.log(`${results.length - failed} passed, ${failed} failed (${secs()} s)`);
-process.exit(failed ? 1 : 0);
+finish(consoleLines, secs());

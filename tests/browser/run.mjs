@@ -6,6 +6,7 @@
 //   WASM86_BOOT_TESTS 1 to also run the checks that need the guest to boot Linux
 // Runs the checks in order, prints one line per check and a closing "N passed, M failed"
 // line; exits 1 when any check failed.
+import { results, assert, check, waitFor, finish } from "./checks.mjs";
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import net from "node:net";
@@ -23,10 +24,8 @@ if (!base || !sock) {
 }
 const { host } = new URL(base);
 
-const results = [];
 let page;
 
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
 /** JSON with object keys sorted, so that key order does not matter. */
 function canon(v) {
   if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
@@ -37,27 +36,7 @@ function eq(a, b, msg) {
   const [x, y] = [canon(a), canon(b)];
   if (x !== y) throw new Error(`${msg}: got ${x}, want ${y}`);
 }
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push([name, true]);
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push([name, false]);
-    console.log(`FAIL ${name} (${Date.now() - t0} ms): ${e.message}`);
-  }
-}
 const qmp = (x) => page.evaluate((x) => window.wasm86.qmp(x), x);
-async function waitFor(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 const status = async () => (await qmp("query-status")).return?.status;
 
 /** Sends a WebSocket upgrade for /qmp with `origin`; resolves with the response's status line. */
@@ -97,9 +76,9 @@ const browser = await chromium.launch({
   args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
+const consoleLines = [];
 try {
   page = await browser.newPage();
-  const consoleLines = [];
   page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e.message}`));
   const url = `${base}/?qmp=${encodeURIComponent(`ws://${host}/qmp`)}`;
@@ -357,10 +336,7 @@ try {
     await waitFor(() => page.evaluate(() => (document.getElementById("qmp-log").textContent.match(/relay: connected/g) || []).length >= 2), 15000, "the new worker's relay connection");
   });
 
-  if (results.some(([, ok]) => !ok)) console.log(`console (last lines):\n  ${consoleLines.slice(-15).join("\n  ")}`);
 } finally {
   await browser.close();
 }
-const passed = results.filter(([, ok]) => ok).length;
-console.log(`${passed} passed, ${results.length - passed} failed`);
-process.exit(passed === results.length ? 0 : 1);
+finish(consoleLines);

@@ -9,6 +9,7 @@
 //   WASM86_ACCESS_LOG  the bridge's --access-log file
 //   WASM86_IMAGE       the image file on disk (for its size)
 // Prints one line per check, the figures, and "N passed, M failed"; exits 1 when a check failed.
+import { results, assert, check, waitFor, unexpected, finish } from "./checks.mjs";
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import crypto from "node:crypto";
@@ -25,28 +26,7 @@ const BLOCK = 64 * 1024; // the block size of crates/block/src/range.rs
 const BOOT_TIMEOUT_MS = 600000;
 const imageSize = fs.statSync(imagePath).size;
 
-const results = [];
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push([name, true]);
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push([name, false]);
-    console.log(`FAIL ${name} (${Date.now() - t0} ms): ${e.message}`);
-  }
-}
-async function waitFor(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+
 
 /** The access record's entries for the image: {method, status, first, last, bytes}. */
 function imageEntries() { return imageEntriesOf(IMAGE_PATH); }
@@ -173,12 +153,8 @@ try {
     }
   });
 } catch (e) {
-  results.push(["unexpected error", false]);
-  console.log(`FAIL unexpected error: ${e.stack || e}`);
+  unexpected(e);
 } finally {
   await browser.close();
 }
-const failed = results.filter(([, ok]) => !ok).length;
-if (failed) console.log(`console (last lines):\n${consoleLines.slice(-20).join("\n")}`);
-console.log(`${results.length - failed} passed, ${failed} failed (${secs()} s)`);
-process.exit(failed ? 1 : 0);
+finish(consoleLines, secs());
