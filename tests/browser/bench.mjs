@@ -24,7 +24,7 @@
 // then ~/.cache/wasm86-bench/v86, where ../shared/bench/v86/run.sh installs it).
 // Prints one line per phase, the MIPS series, a table with ratios (v86 / wasm86: above 1 means
 // wasm86 is faster) and a final JSON line.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./checks.mjs";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
@@ -370,12 +370,7 @@ if (ONLY.includes("wasm86")) {
 const bridge = ONLY.includes("wasm86") ? await startBridge() : null;
 const server = needV86 ? await serveV86(v86) : null;
 const urls = { wasm86: bridge?.url, v86: server ? `http://127.0.0.1:${server.address().port}` : null };
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: false, // --headless=new below
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const browser = await launchChromium();
 const out = {
   chromium: browser.version(), v86: v86 ? JSON.parse(fs.readFileSync(path.join(v86, "package.json"), "utf8")).version : null,
   mem_mb: MEM_MB, cmdline: CMDLINE, sample_s: SAMPLE_S, quick: QUICK, host_cpus: os.cpus().length,

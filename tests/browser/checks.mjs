@@ -1,6 +1,17 @@
-// What the browser check scripts share: one line per check ("ok   name (N ms)" or
-// "FAIL name (N ms): why"), a wait with a timeout, and the closing "N passed, M failed" line
-// that the Rust tests look for.
+// What the browser scripts share: Debian's Chromium started headless with the project's flags,
+// one line per check ("ok   name (N ms)" or "FAIL name (N ms): why"), a wait with a timeout,
+// and the closing "N passed, M failed" line that the Rust tests look for.
+import { chromium } from "playwright-core";
+
+/** Starts /usr/bin/chromium (never a downloaded browser) in the modern headless mode. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: false, // --headless=new below: the modern headless mode, as webdriver.json
+    args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+}
 
 /** [name, ok] of every check so far. */
 export const results = [];

@@ -11,8 +11,7 @@
 //   WASM86_URL   http://127.0.0.1:PORT (the bridge serving www/, pkg/, guest-images/)
 // Prints one line per check with its elapsed time, the figures, and "N passed, M failed";
 // exits 1 when a check failed.
-import { results, assert, check, waitFor, unexpected, finish } from "./checks.mjs";
-import { chromium } from "playwright-core";
+import { results, assert, check, waitFor, unexpected, finish, launchChromium } from "./checks.mjs";
 
 const base = process.env.WASM86_URL;
 if (!base) {
@@ -57,12 +56,7 @@ function parseMemtest(screen) {
 
 const t0 = Date.now();
 const secs = () => ((Date.now() - t0) / 1000).toFixed(1);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: false, // --headless=new below: the modern headless mode, as webdriver.json
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const browser = await launchChromium();
 const consoleLines = [];
 
 /** Opens the page at `query`, records its serial output, and waits for the VM to run. */

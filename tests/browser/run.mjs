@@ -6,8 +6,7 @@
 //   WASM86_BOOT_TESTS 1 to also run the checks that need the guest to boot Linux
 // Runs the checks in order, prints one line per check and a closing "N passed, M failed"
 // line; exits 1 when any check failed.
-import { results, assert, check, waitFor, finish } from "./checks.mjs";
-import { chromium } from "playwright-core";
+import { results, assert, check, waitFor, finish, launchChromium } from "./checks.mjs";
 import { spawn } from "node:child_process";
 import net from "node:net";
 import fs from "node:fs";
@@ -70,12 +69,7 @@ function startPythonClient() {
   return { child, next, exited: new Promise((r) => child.on("exit", r)) };
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: false, // --headless=new below: the modern headless mode, as webdriver.json
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const browser = await launchChromium();
 const consoleLines = [];
 try {
   page = await browser.newPage();

@@ -9,8 +9,7 @@
 //   WASM86_ACCESS_LOG  the bridge's --access-log file
 //   WASM86_IMAGE       the image file on disk (for its size)
 // Prints one line per check, the figures, and "N passed, M failed"; exits 1 when a check failed.
-import { results, assert, check, waitFor, unexpected, finish } from "./checks.mjs";
-import { chromium } from "playwright-core";
+import { results, assert, check, waitFor, unexpected, finish, launchChromium } from "./checks.mjs";
 import fs from "node:fs";
 import crypto from "node:crypto";
 
@@ -45,12 +44,7 @@ function imageEntriesOf(wanted) {
 
 const t0 = Date.now();
 const secs = () => ((Date.now() - t0) / 1000).toFixed(1);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: false, // --headless=new below: the modern headless mode, as webdriver.json
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const browser = await launchChromium();
 let page;
 const consoleLines = [];
 try {
