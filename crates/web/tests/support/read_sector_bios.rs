@@ -1,0 +1,27 @@
+// A test BIOS shared by the web crate's unit tests (src/remote.rs) and its wasm boundary test
+// (tests/boundary.rs), both of which `include!` this file.
+
+/// A 64 KiB BIOS that reads sector 0 of the master IDE disk with PIO and writes its first two
+/// bytes and a newline to COM1, then halts.
+fn read_sector_bios() -> Vec<u8> {
+    let mut rom = vec![0xFFu8; 0x1_0000];
+    #[rustfmt::skip]
+    let code: &[u8] = &[
+        0xB0, 0xFF, 0xE6, 0x21, 0xE6, 0xA1, // mask both PICs
+        0xBA, 0xF6, 0x01, 0xB0, 0xE0, 0xEE, // 1F6 <- E0 (LBA, master)
+        0xBA, 0xF2, 0x01, 0xB0, 0x01, 0xEE, // 1F2 <- 1 sector
+        0xBA, 0xF3, 0x01, 0x30, 0xC0, 0xEE, // 1F3 <- 0
+        0x42, 0xEE, 0x42, 0xEE,             // 1F4, 1F5 <- 0
+        0xBA, 0xF7, 0x01, 0xB0, 0x20, 0xEE, // 1F7 <- READ SECTORS
+        0xEC, 0xA8, 0x80, 0x75, 0xFB,       // wait while BSY
+        0xA8, 0x08, 0x74, 0xF7,             // wait for DRQ
+        0xBA, 0xF0, 0x01, 0xED,             // in ax, 1F0
+        0xBA, 0xF8, 0x03, 0xEE,             // COM1 <- al
+        0x88, 0xE0, 0xEE,                   // COM1 <- ah
+        0xB0, b'\n', 0xEE,                  // COM1 <- newline
+        0xFA, 0xF4, 0xEB, 0xFD,             // cli; hlt
+    ];
+    rom[..code.len()].copy_from_slice(code);
+    rom[0xFFF0..0xFFF5].copy_from_slice(&[0xEA, 0x00, 0x00, 0x00, 0xF0]);
+    rom
+}
