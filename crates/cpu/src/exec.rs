@@ -42,8 +42,9 @@ const CR0_CD: u32 = 1 << 30;
 const CR0_VALID: u32 = 0xE005_003F;
 const CR4_TSD: u32 = 1 << 2;
 const CR4_DE: u32 = 1 << 3;
-/// CR4 bits of this CPU: TSD, DE, PSE, PGE (no VME/PVI, PAE, MCE, PCE, OSFXSR).
-const CR4_VALID: u32 = CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE;
+/// CR4 bits of this CPU: TSD, DE, PSE, PGE, OSFXSR, OSXMMEXCPT (no VME/PVI, PAE, MCE, PCE).
+const CR4_VALID: u32 =
+    CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE | crate::simd::CR4_OSFXSR | crate::simd::CR4_OSXMMEXCPT;
 
 /// Memory seen by the FPU: offsets in one segment.
 struct FpuMem<'a, B: Bus> {
@@ -374,7 +375,7 @@ impl Cpu {
     // ---- operands ----
 
     #[inline(never)]
-    fn modrm<B: Bus>(&mut self, bus: &mut B, p: &Pfx) -> Res<(u8, Opnd)> {
+    pub(crate) fn modrm<B: Bus>(&mut self, bus: &mut B, p: &Pfx) -> Res<(u8, Opnd)> {
         self.modrm_inline(bus, p)
     }
 
@@ -2005,6 +2006,10 @@ impl Cpu {
             }
             0x08 | 0x09 => self.need_cpl0()?,
             0x0B | 0xB9 | 0xFF => return ud(),
+            // MMX, SSE, SSE2.
+            0x10..=0x17 | 0x28..=0x2F | 0x50..=0x7F | 0xAE | 0xC2..=0xC6 | 0xD0..=0xFE => {
+                return self.simd_op(bus, op, p)
+            }
             0x18..=0x1F => {
                 self.modrm(bus, p)?;
             }

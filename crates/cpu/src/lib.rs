@@ -299,6 +299,10 @@ pub struct Cpu {
     /// One bit per 4 MiB region that has TLB entries from a large page.
     pub(crate) large_regions: [u32; 32],
     pub(crate) fpu: fpu_impl::Fpu,
+    /// XMM0-XMM7 (bit 0 of each value is bit 0 of the register).
+    pub(crate) xmm: [u128; 8],
+    /// MXCSR.
+    pub(crate) mxcsr: u32,
     /// Decoded blocks.
     pub(crate) code: block::CodeCache,
 }
@@ -368,6 +372,8 @@ impl Cpu {
             .into_boxed_slice(),
             large_regions: [0; 32],
             fpu: fpu_impl::Fpu::new(),
+            xmm: [0; 8],
+            mxcsr: simd::MXCSR_RESET,
             code: block::CodeCache::new(),
         };
         c.reset();
@@ -412,6 +418,8 @@ impl Cpu {
         self.msr_bios_sign = 0;
         self.msr_debugctl = 0;
         self.fpu.reset();
+        self.xmm = [0; 8];
+        self.mxcsr = simd::MXCSR_RESET;
         self.tlb_user = 0;
         self.flush_tlb_all();
         self.flush_code_cache();

@@ -69,6 +69,10 @@ pub struct Registers {
     pub fpu_tw: u16,
     /// FPU stack registers ST0-ST7, 80-bit little endian.
     pub fpu_st: [[u8; 10]; 8],
+    /// XMM0-XMM7, each as (low 64 bits, high 64 bits).
+    pub xmm: [[u64; 2]; 8],
+    /// MXCSR.
+    pub mxcsr: u32,
 }
 
 /// Serialisable CPU state (migration, snapshots).
@@ -116,12 +120,21 @@ pub struct CpuState {
     pub msr_bios_sign: u64,
     /// MSR 0x1D9.
     pub msr_debugctl: u64,
-    /// x87 state.
+    /// x87 state (MMX registers included).
     pub fpu: FpuState,
+    /// XMM0-XMM7, each as (low 64 bits, high 64 bits).
+    pub xmm: [[u64; 2]; 8],
+    /// MXCSR.
+    pub mxcsr: u32,
 }
 
-/// Current [`CpuState::version`].
-pub const CPU_STATE_VERSION: u32 = 1;
+/// Current [`CpuState::version`]. Version 2 added `xmm` and `mxcsr`; version 1 states are
+/// refused (postcard could not read them into this struct anyway).
+pub const CPU_STATE_VERSION: u32 = 2;
+
+fn xmm_view(x: &[u128; 8]) -> [[u64; 2]; 8] {
+    x.map(|v| [v as u64, (v >> 64) as u64])
+}
 
 /// Errors restoring a [`CpuState`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -190,6 +203,8 @@ impl Cpu {
             fpu_sw: self.fpu.status_word(),
             fpu_tw: self.fpu.tag_word(),
             fpu_st: st,
+            xmm: xmm_view(&self.xmm),
+            mxcsr: self.mxcsr,
         }
     }
 
@@ -224,6 +239,8 @@ impl Cpu {
             msr_bios_sign: self.msr_bios_sign,
             msr_debugctl: self.msr_debugctl,
             fpu: self.fpu.state(),
+            xmm: xmm_view(&self.xmm),
+            mxcsr: self.mxcsr,
         }
     }
 
@@ -239,11 +256,14 @@ impl Cpu {
         if cr0 & 0x8000_0000 != 0 && cr0 & 1 == 0 {
             return Err(CpuStateError::Invalid("CR0.PG without CR0.PE"));
         }
-        if s.cr[3] & !0x9C != 0 {
+        if s.cr[3] & !(0x9C | crate::simd::CR4_OSFXSR | crate::simd::CR4_OSXMMEXCPT) != 0 {
             return Err(CpuStateError::Invalid("CR4 bits this CPU does not have"));
         }
         if s.cr[0] & 1 == 0 && s.cpl != 0 {
             return Err(CpuStateError::Invalid("non-zero CPL in real mode"));
+        }
+        if s.mxcsr & !crate::simd::MXCSR_MASK != 0 {
+            return Err(CpuStateError::Invalid("reserved MXCSR bits"));
         }
         let mut fpu = self.fpu.clone();
         fpu.restore(&s.fpu).map_err(CpuStateError::Fpu)?;
@@ -281,6 +301,8 @@ impl Cpu {
         self.sysenter_eip = s.sysenter[2];
         self.msr_bios_sign = s.msr_bios_sign;
         self.msr_debugctl = s.msr_debugctl;
+        self.xmm = s.xmm.map(|[lo, hi]| (hi as u128) << 64 | lo as u128);
+        self.mxcsr = s.mxcsr;
         self.flush_tlb_all();
         self.flush_code_cache();
         self.update_breakpoints();

@@ -276,6 +276,29 @@ impl Fpu {
         Ok(())
     }
 
+    // ----- MMX aliasing -----
+
+    /// MMn: the significand of physical register `n` (taken modulo 8).
+    pub(crate) fn mmx_get(&self, n: usize) -> u64 {
+        self.regs[n & 7].m
+    }
+
+    /// Writes MMn: significand `v`, sign and exponent all ones.
+    pub(crate) fn mmx_set(&mut self, n: usize, v: u64) {
+        self.regs[n & 7] = F80 { se: 0xFFFF, m: v };
+    }
+
+    /// The x87 side of every MMX instruction except EMMS: TOP = 0, every register valid.
+    pub(crate) fn mmx_enter(&mut self) {
+        self.top = 0;
+        self.empty = 0;
+    }
+
+    /// EMMS: every register empty.
+    pub(crate) fn emms(&mut self) {
+        self.empty = 0xFF;
+    }
+
     // ----- register stack -----
 
     fn phys(&self, i: usize) -> usize {
