@@ -159,6 +159,14 @@ impl Op {
     fn is_nan(&self) -> bool {
         matches!(self.kind, Kind::QNan | Kind::SNan)
     }
+    /// The operand as read: a denormal under DAZ becomes a zero of the same sign.
+    fn read_bits(&self, fmt: Fmt) -> u64 {
+        if self.kind == Kind::Zero {
+            fmt.zero(self.sign)
+        } else {
+            self.bits
+        }
+    }
 }
 
 fn unpack(fmt: Fmt, bits: u64, mxcsr: u32) -> Op {
@@ -393,12 +401,13 @@ fn div(fmt: Fmt, a: &Op, b: &Op, mxcsr: u32) -> (u64, u32) {
         (Kind::Inf, _) => (fmt.inf(sign), de),
         (_, Kind::Inf) => (fmt.zero(sign), de),
         (Kind::Zero, _) => (fmt.zero(sign), de),
-        (_, Kind::Zero) => (fmt.inf(sign), ZE | de),
+        // Division by zero takes precedence over a denormal dividend.
+        (_, Kind::Zero) => (fmt.inf(sign), ZE),
         _ => {
             let n = (a.sig as u128) << 64;
             let d = b.sig as u128;
             let q = n / d;
-            let q = q | (n % d != 0) as u128;
+            let q = q | !n.is_multiple_of(d) as u128;
             let (r, f) = round_pack(fmt, sign, a.exp - b.exp - 64, q, mxcsr);
             (r, f | de)
         }
@@ -406,13 +415,15 @@ fn div(fmt: Fmt, a: &Op, b: &Op, mxcsr: u32) -> (u64, u32) {
 }
 
 fn min_max(fmt: Fmt, a: &Op, b: &Op, max: bool) -> (u64, u32) {
+    // The operand returned is the one read, so DAZ shows in it.
     if a.is_nan() || b.is_nan() {
-        return (b.bits, IE);
+        return (b.read_bits(fmt), IE);
     }
     let de = denormal_flag(a, b);
     let (ka, kb) = (key(fmt, a), key(fmt, b));
     let take_a = if max { ka > kb } else { ka < kb };
-    (if take_a { a.bits } else { b.bits }, de)
+    let r = if take_a { a } else { b };
+    (r.read_bits(fmt), de)
 }
 
 fn arith(fmt: Fmt, op: Arith, a: u64, b: u64, mxcsr: u32) -> (u64, u32) {
@@ -685,7 +696,7 @@ pub(crate) fn f32_rcp(a: u32, mxcsr: u32) -> u32 {
         Kind::Finite => {
             let n = 1u128 << 126;
             let d = x.sig as u128;
-            let q = n / d | (n % d != 0) as u128;
+            let q = (n / d) | !n.is_multiple_of(d) as u128;
             // 1/a = 2^(62 − exp) / sig = q · 2^(−64 − exp)
             let (r, _) = round_pack(F32, x.sign, -64 - x.exp, q, 0x1F80);
             flush_tiny(r, x.sign)
@@ -714,10 +725,716 @@ pub(crate) fn f32_rsqrt(a: u32, mxcsr: u32) -> u32 {
             let (root, inexact) = isqrt(s << 64);
             // 1/√s = 2^32 / root, to 64 bits: 2^(32+96) / root · 2^−96.
             let n = 1u128 << 127;
-            let q = n / root | ((n % root != 0) || inexact) as u128;
+            let q = (n / root) | (!n.is_multiple_of(root) || inexact) as u128;
             // value = q · 2^(−95) · 2^(−t/2)
             let (r, _) = round_pack(F32, false, -95 - t / 2, q, 0x1F80);
             flush_tiny(r, false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hand-checked bit patterns: NaN propagation, default NaN, signed zeros, rounding and the
+    //! flags, independent of the host's floating point.
+    use super::*;
+
+    const M: u32 = 0x1F80;
+    const RD: u32 = M | 1 << 13;
+    const RU: u32 = M | 2 << 13;
+    const RZ: u32 = M | 3 << 13;
+
+    #[test]
+    fn nan_propagation_and_default_nan() {
+        let snan_a = 0x7F80_1234;
+        let qnan_b = 0xFFC0_5678;
+        // First operand NaN wins and is made quiet; SNaN anywhere raises IE.
+        assert_eq!(f32_arith(Arith::Add, snan_a, qnan_b, M), (0x7FC0_1234, IE));
+        assert_eq!(f32_arith(Arith::Mul, qnan_b, snan_a, M), (0xFFC0_5678, IE));
+        assert_eq!(
+            f32_arith(Arith::Sub, 0x3F80_0000, qnan_b, M),
+            (0xFFC0_5678, 0)
+        );
+        assert_eq!(
+            f32_arith(Arith::Div, 0x3F80_0000, snan_a, M),
+            (0x7FC0_1234, IE)
+        );
+        // Invalid operations give the default NaN.
+        assert_eq!(
+            f32_arith(Arith::Sub, 0x7F80_0000, 0x7F80_0000, M),
+            (0xFFC0_0000, IE)
+        );
+        assert_eq!(
+            f32_arith(Arith::Mul, 0x8000_0000, 0x7F80_0000, M),
+            (0xFFC0_0000, IE)
+        );
+        assert_eq!(
+            f64_arith(Arith::Div, 0, 0x8000_0000_0000_0000, M),
+            (0xFFF8 << 48, IE)
+        );
+        assert_eq!(f64_sqrt(0xBFF0 << 48, M), (0xFFF8 << 48, IE));
+        assert_eq!(f64_sqrt(0x8000 << 48, M), (0x8000 << 48, 0));
+        // MIN/MAX return the source unchanged, SNaN included.
+        assert_eq!(f32_arith(Arith::Min, qnan_b, snan_a, M), (snan_a, IE));
+        assert_eq!(f32_arith(Arith::Max, 0x8000_0000, 0, M), (0, 0));
+        assert_eq!(f32_arith(Arith::Min, 0, 0x8000_0000, M), (0x8000_0000, 0));
+        // Conversions keep the payload's top bits.
+        assert_eq!(f32_to_f64(0x7F80_0001, M), (0x7FF8_0000_2000_0000, IE));
+        assert_eq!(f64_to_f32(0xFFF0_0000_2000_0001, M), (0xFFC0_0001, IE));
+        assert_eq!(f32_to_i32(0x7FC0_0000, false, M), (0x8000_0000, IE));
+        assert_eq!(f64_to_i32(0x41E0 << 48, true, M), (0x8000_0000, IE)); // 2^31
+        assert_eq!(f64_to_i32(0xC1E0 << 48, true, M), (0x8000_0000, 0)); // −2^31
+    }
+
+    #[test]
+    fn rounding_signed_zero_and_flags() {
+        // 1 + 2^−24 is a tie: to even (1.0), up (1 + 2^−23).
+        let tie = 0x3380_0000;
+        assert_eq!(
+            f32_arith(Arith::Add, 0x3F80_0000, tie, M),
+            (0x3F80_0000, PE)
+        );
+        assert_eq!(
+            f32_arith(Arith::Add, 0x3F80_0000, tie, RU),
+            (0x3F80_0001, PE)
+        );
+        // x − x is +0, or −0 when rounding down.
+        assert_eq!(f32_arith(Arith::Sub, 0x4000_0000, 0x4000_0000, M), (0, 0));
+        assert_eq!(
+            f32_arith(Arith::Sub, 0x4000_0000, 0x4000_0000, RD),
+            (0x8000_0000, 0)
+        );
+        // Overflow: ∞ to nearest, the largest finite toward zero.
+        assert_eq!(
+            f32_arith(Arith::Mul, 0x7F00_0000, 0x4000_0000, M),
+            (0x7F80_0000, OE | PE)
+        );
+        assert_eq!(
+            f32_arith(Arith::Mul, 0x7F00_0000, 0x4000_0000, RZ),
+            (0x7F7F_FFFF, OE | PE)
+        );
+        // Underflow to a denormal (inexact), exact denormal (no flag), FZ, DAZ.
+        assert_eq!(
+            f32_arith(Arith::Mul, 0x0080_0001, 0x3F00_0000, M),
+            (0x0040_0000, UE | PE)
+        );
+        assert_eq!(
+            f32_arith(Arith::Mul, 0x0080_0000, 0x3F00_0000, M),
+            (0x0040_0000, 0)
+        );
+        assert_eq!(
+            f32_arith(Arith::Mul, 0x0080_0000, 0x3F00_0000, M | FZ),
+            (0, UE | PE)
+        );
+        // Unmasked underflow: UE even when exact.
+        assert_eq!(
+            f32_arith(Arith::Mul, 0x0080_0000, 0x3F00_0000, M & !UM),
+            (0x0040_0000, UE)
+        );
+        assert_eq!(f32_arith(Arith::Add, 0x0000_0001, 0, M), (1, DE));
+        assert_eq!(f32_arith(Arith::Add, 0x0000_0001, 0, M | DAZ), (0, 0));
+        // Division by zero.
+        assert_eq!(f32_arith(Arith::Div, 0xBF80_0000, 0, M), (0xFF80_0000, ZE));
+        // Exact square root and a correctly rounded one.
+        assert_eq!(f64_sqrt(0x4022 << 48, M), (0x4008 << 48, 0)); // √9 = 3
+        assert_eq!(f32_sqrt(0x4000_0000, M), (0x3FB5_04F3, PE)); // √2
+        assert_eq!(i32_to_f32(0x0100_0001, M), (0x4B80_0000, PE));
+        assert_eq!(i32_to_f32(0x0100_0001, RU), (0x4B80_0001, PE));
+        assert_eq!(i32_to_f64(-3), 0xC008 << 48);
+        assert_eq!(f32_to_i32(0x3FC0_0000, false, M), (2, PE)); // 1.5 → 2
+        assert_eq!(f32_to_i32(0x4020_0000, false, M), (2, PE)); // 2.5 → 2
+        assert_eq!(f32_to_i32(0xBFC0_0000, true, M), (0xFFFF_FFFF, PE)); // −1.5 → −1
+    }
+
+    #[test]
+    fn compares() {
+        let q = 0x7FC0_0000;
+        let s = 0x7F80_0001;
+        assert_eq!(f32_cmp(q, 0, 0, M), (false, 0));
+        assert_eq!(f32_cmp(q, 0, 1, M), (false, IE));
+        assert_eq!(f32_cmp(s, 0, 4, M), (true, IE));
+        assert_eq!(f32_cmp(0x8000_0000, 0, 0, M), (true, 0));
+        assert_eq!(f32_cmp(1, 0, 6, M | DAZ), (false, 0)); // NLE: the denormal reads as 0
+        assert_eq!(f32_comi(q, 0, true, M), ((true, true, true), 0));
+        assert_eq!(f32_comi(q, 0, false, M), ((true, true, true), IE));
+        assert_eq!(f64_comi(0, 1, false, M), ((false, false, true), DE));
+        assert_eq!(f64_comi(0, 1, false, M | DAZ), ((true, false, false), 0));
+    }
+
+    #[test]
+    fn reciprocal_specials() {
+        assert_eq!(f32_rcp(0x8000_0000, M), 0xFF80_0000);
+        assert_eq!(f32_rcp(0x7F80_0000, M), 0);
+        assert_eq!(f32_rcp(0x3F80_0000, M), 0x3F80_0000);
+        assert_eq!(f32_rcp(0x7F80_0001, M), 0x7FC0_0001);
+        assert_eq!(f32_rsqrt(0xBF80_0000, M), 0xFFC0_0000);
+        assert_eq!(f32_rsqrt(0x4080_0000, M), 0x3F00_0000); // 1/√4
+        assert_eq!(f32_rsqrt(0, M), 0x7F80_0000);
+    }
+}
+
+/// Differential tests against the host processor's SSE/SSE2 (`asm!`): every case loads
+/// MXCSR = all exceptions masked | RC | FZ | DAZ, runs the scalar instruction, reads MXCSR
+/// back and compares the result bits and the six exception flags with this module's.
+///
+/// Each instruction class runs `WASM86_SSE_CASES` cases under each of the 16 MXCSR settings
+/// (4 rounding modes × FZ × DAZ): by default 62 500 per setting (10^6 per class) in builds
+/// with debug assertions, as `cargo test` makes them, and 10^6 per setting otherwise; from a fixed-seed xorshift generator biased towards
+/// zeros, denormals, infinities, NaNs with payloads, exponents near overflow and underflow,
+/// operand pairs whose product, quotient or difference lands on those boundaries, and
+/// significands on rounding ties.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+mod host_tests {
+    use super::*;
+    use std::arch::asm;
+
+    const MASKS: u32 = 0x1F80;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Cases per MXCSR setting for one instruction class.
+    fn cases() -> usize {
+        let default = if cfg!(debug_assertions) {
+            1_000_000 / 16
+        } else {
+            1_000_000
+        };
+        std::env::var("WASM86_SSE_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The 16 MXCSR settings: RC in bits 13–14, FZ, DAZ, every exception masked.
+    fn mxcsr_of(i: usize) -> u32 {
+        let i = i as u32;
+        MASKS | ((i & 3) << 13) | if i & 4 != 0 { FZ } else { 0 } | if i & 8 != 0 { DAZ } else { 0 }
+    }
+
+    /// Fraction patterns on or next to rounding boundaries, or random.
+    fn frac(r: &mut Rng, fmt: Fmt) -> u64 {
+        let m = fmt.frac_mask();
+        let x = r.next();
+        match r.below(10) {
+            0 => 0,
+            1 => m,
+            2 => 1,
+            3 => m - 1,
+            4 => 1 << (fmt.frac - 1),
+            5 => (x & m) | ((1 << r.below(fmt.frac as u64)) - 1), // low ones
+            6 => (x & m) & !((1 << r.below(fmt.frac as u64)) - 1), // low zeros
+            7 => (x >> 20 & m) & !0xFFFF, // few significant bits: exact products
+            _ => x & m,
+        }
+    }
+
+    fn with_exp(fmt: Fmt, sign: bool, e: i64, f: u64) -> u64 {
+        let e = e.clamp(0, fmt.exp_max() as i64) as u64;
+        fmt.sign(sign) | e << fmt.frac | (f & fmt.frac_mask())
+    }
+
+    fn gen(r: &mut Rng, fmt: Fmt) -> u64 {
+        let sign = r.next() & 1 != 0;
+        let f = frac(r, fmt);
+        let emax = fmt.exp_max() as i64;
+        let bias = fmt.bias() as i64;
+        let q = fmt.quiet_bit();
+        match r.below(20) {
+            0 => fmt.zero(sign),
+            1 | 2 => fmt.sign(sign) | (f & fmt.frac_mask()).max(1),
+            3 => fmt.inf(sign),
+            4 => fmt.inf(sign) | q | (f & (q - 1)),
+            5 => fmt.inf(sign) | (f & (q - 1)).max(1),
+            6 => with_exp(fmt, sign, emax - 1 - r.below(3) as i64, f),
+            7 => with_exp(fmt, sign, 1 + r.below(3) as i64, f),
+            8 | 9 => with_exp(fmt, sign, bias - 4 + r.below(9) as i64, f),
+            10 => with_exp(fmt, sign, bias / 2 + r.below(5) as i64, f),
+            11 => with_exp(fmt, sign, bias + bias / 2 - 2 + r.below(5) as i64, f),
+            12 => with_exp(fmt, sign, bias + 20 + r.below(20) as i64, f), // near int32 range
+            _ => with_exp(fmt, sign, 1 + r.below(emax as u64 - 1) as i64, f),
+        }
+    }
+
+    /// A second operand: independent, close to `a`, or with an exponent that puts a·b or a/b
+    /// near the overflow or underflow threshold.
+    fn gen_b(r: &mut Rng, fmt: Fmt, a: u64) -> u64 {
+        let ea = fmt.exp_field(a) as i64;
+        let bias = fmt.bias() as i64;
+        let emax = fmt.exp_max() as i64;
+        let sign = r.next() & 1 != 0;
+        match r.below(12) {
+            0 => a ^ fmt.sign(sign),
+            1 => {
+                (a & !fmt.sign_bit())
+                    .wrapping_add(r.below(5))
+                    .wrapping_sub(2)
+                    | fmt.sign(sign)
+            }
+            2 => with_exp(
+                fmt,
+                sign,
+                ea - r.below(fmt.frac as u64 + 3) as i64,
+                frac(r, fmt),
+            ),
+            3 | 4 => {
+                // ea + eb − bias ≈ 0 or ≈ emax (products), ea − eb + bias likewise (quotients).
+                let target = match r.below(4) {
+                    0 => 1 - r.below(fmt.frac as u64 + 2) as i64,
+                    1 => 1 + r.below(2) as i64,
+                    2 => emax - 1 - r.below(2) as i64,
+                    _ => emax,
+                };
+                let eb = if r.next() & 1 != 0 {
+                    target - ea + bias
+                } else {
+                    ea - target + bias
+                };
+                with_exp(fmt, sign, eb.clamp(1, emax - 1), frac(r, fmt))
+            }
+            _ => gen(r, fmt),
+        }
+    }
+
+    /// Collects mismatches; panics at the end with the first few.
+    struct Check {
+        name: &'static str,
+        cases: u64,
+        fails: u64,
+        first: Vec<String>,
+    }
+
+    impl Check {
+        fn new(name: &'static str) -> Check {
+            Check {
+                name,
+                cases: 0,
+                fails: 0,
+                first: Vec::new(),
+            }
+        }
+        fn case(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+            self.cases += 1;
+            if !ok {
+                self.fails += 1;
+                if self.first.len() < 12 {
+                    self.first.push(msg());
+                }
+            }
+        }
+        fn finish(self) {
+            assert!(
+                self.fails == 0,
+                "{}: {} of {} cases differ from the host:\n{}",
+                self.name,
+                self.fails,
+                self.cases,
+                self.first.join("\n")
+            );
+            assert!(self.cases > 0);
+        }
+    }
+
+    /// Runs `body` between loading `mx` into MXCSR and reading it back; returns the flags.
+    macro_rules! host {
+        ($mx:expr, [$($insn:expr),+], $($ops:tt)*) => {{
+            let mx: u32 = $mx;
+            let mut saved: u32 = 0;
+            let mut out: u32 = 0;
+            // SAFETY: the instructions only read and write the named registers and the three
+            // local words passed by pointer; the caller's MXCSR is restored before the end.
+            unsafe {
+                asm!(
+                    "stmxcsr [{saved}]",
+                    "ldmxcsr [{mx}]",
+                    $($insn,)+
+                    "stmxcsr [{out}]",
+                    "ldmxcsr [{saved}]",
+                    mx = in(reg) &mx as *const u32,
+                    saved = in(reg) &mut saved as *mut u32,
+                    out = in(reg) &mut out as *mut u32,
+                    $($ops)*
+                    options(nostack),
+                );
+            }
+            out & 0x3F
+        }};
+    }
+
+    macro_rules! host_bin {
+        ($name:ident, $insn:literal, $t:ty) => {
+            fn $name(a: $t, b: $t, mx: u32) -> ($t, u32) {
+                let mut x = a;
+                let f = host!(mx, [concat!($insn, " {x}, {y}")], x = inout(xmm_reg) x, y = in(xmm_reg) b,);
+                (x, f)
+            }
+        };
+    }
+
+    macro_rules! host_un {
+        ($name:ident, $insn:literal, $t:ty => $u:ty) => {
+            fn $name(a: $t, mx: u32) -> ($u, u32) {
+                let x: $u;
+                let f = host!(mx, [concat!($insn, " {x}, {y}")], x = out(xmm_reg) x, y = in(xmm_reg) a,);
+                (x, f)
+            }
+        };
+    }
+
+    host_bin!(h_addss, "addss", u32);
+    host_bin!(h_subss, "subss", u32);
+    host_bin!(h_mulss, "mulss", u32);
+    host_bin!(h_divss, "divss", u32);
+    host_bin!(h_minss, "minss", u32);
+    host_bin!(h_maxss, "maxss", u32);
+    host_bin!(h_addsd, "addsd", u64);
+    host_bin!(h_subsd, "subsd", u64);
+    host_bin!(h_mulsd, "mulsd", u64);
+    host_bin!(h_divsd, "divsd", u64);
+    host_bin!(h_minsd, "minsd", u64);
+    host_bin!(h_maxsd, "maxsd", u64);
+    host_un!(h_sqrtss, "sqrtss", u32 => u32);
+    host_un!(h_sqrtsd, "sqrtsd", u64 => u64);
+    host_un!(h_cvtss2sd, "cvtss2sd", u32 => u64);
+    host_un!(h_cvtsd2ss, "cvtsd2ss", u64 => u32);
+    host_un!(h_rcpss, "rcpss", u32 => u32);
+    host_un!(h_rsqrtss, "rsqrtss", u32 => u32);
+
+    macro_rules! host_to_int {
+        ($name:ident, $insn:literal, $t:ty) => {
+            fn $name(a: $t, mx: u32) -> (u32, u32) {
+                let x: u32;
+                let f = host!(mx, [concat!($insn, " {x:e}, {y}")], x = out(reg) x, y = in(xmm_reg) a,);
+                (x, f)
+            }
+        };
+    }
+    host_to_int!(h_cvtss2si, "cvtss2si", u32);
+    host_to_int!(h_cvttss2si, "cvttss2si", u32);
+    host_to_int!(h_cvtsd2si, "cvtsd2si", u64);
+    host_to_int!(h_cvttsd2si, "cvttsd2si", u64);
+
+    fn h_cvtsi2ss(a: i32, mx: u32) -> (u32, u32) {
+        let x: u32;
+        let f = host!(mx, ["cvtsi2ss {x}, {y:e}"], x = out(xmm_reg) x, y = in(reg) a,);
+        (x, f)
+    }
+
+    fn h_cvtsi2sd(a: i32, mx: u32) -> (u64, u32) {
+        let x: u64;
+        let f = host!(mx, ["cvtsi2sd {x}, {y:e}"], x = out(xmm_reg) x, y = in(reg) a,);
+        (x, f)
+    }
+
+    macro_rules! host_cmp {
+        ($name:ident, $insn:literal, $t:ty) => {
+            fn $name(a: $t, b: $t, pred: u8, mx: u32) -> (bool, u32) {
+                let mut x = a;
+                let f = match pred & 7 {
+                    0 => host!(mx, [concat!($insn, " {x}, {y}, 0")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                    1 => host!(mx, [concat!($insn, " {x}, {y}, 1")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                    2 => host!(mx, [concat!($insn, " {x}, {y}, 2")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                    3 => host!(mx, [concat!($insn, " {x}, {y}, 3")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                    4 => host!(mx, [concat!($insn, " {x}, {y}, 4")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                    5 => host!(mx, [concat!($insn, " {x}, {y}, 5")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                    6 => host!(mx, [concat!($insn, " {x}, {y}, 6")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                    _ => host!(mx, [concat!($insn, " {x}, {y}, 7")], x = inout(xmm_reg) x, y = in(xmm_reg) b,),
+                };
+                (x != 0, f)
+            }
+        };
+    }
+    host_cmp!(h_cmpss, "cmpss", u32);
+    host_cmp!(h_cmpsd, "cmpsd", u64);
+
+    macro_rules! host_comi {
+        ($name:ident, $insn:literal, $t:ty) => {
+            fn $name(a: $t, b: $t, mx: u32) -> ((bool, bool, bool), u32) {
+                let (z, p, c): (u8, u8, u8);
+                let f = host!(
+                    mx,
+                    [concat!($insn, " {x}, {y}"), "setz {z}", "setp {p}", "setc {c}"],
+                    x = in(xmm_reg) a, y = in(xmm_reg) b,
+                    z = out(reg_byte) z, p = out(reg_byte) p, c = out(reg_byte) c,
+                );
+                ((z != 0, p != 0, c != 0), f)
+            }
+        };
+    }
+    host_comi!(h_comiss, "comiss", u32);
+    host_comi!(h_ucomiss, "ucomiss", u32);
+    host_comi!(h_comisd, "comisd", u64);
+    host_comi!(h_ucomisd, "ucomisd", u64);
+
+    /// Runs `n` cases per MXCSR setting of a two-operand class.
+    fn diff2<T: Copy + PartialEq + core::fmt::LowerHex, R: Copy + PartialEq + core::fmt::Debug>(
+        name: &'static str,
+        fmt: Fmt,
+        seed: u64,
+        to_t: impl Fn(u64) -> T,
+        emu: impl Fn(T, T, u32) -> R,
+        host: impl Fn(T, T, u32) -> R,
+    ) {
+        let mut r = Rng(seed);
+        let mut c = Check::new(name);
+        for m in 0..16 {
+            let mx = mxcsr_of(m);
+            for _ in 0..cases() {
+                let a = gen(&mut r, fmt);
+                let b = gen_b(&mut r, fmt, a);
+                let (a, b) = if r.next() & 1 != 0 { (a, b) } else { (b, a) };
+                let (a, b) = (to_t(a), to_t(b));
+                let (e, h) = (emu(a, b, mx), host(a, b, mx));
+                c.case(e == h, || {
+                    format!("a={a:#x} b={b:#x} mxcsr={mx:#06x}: emulated {e:x?} host {h:x?}")
+                });
+            }
+        }
+        c.finish();
+    }
+
+    fn diff1<T: Copy + PartialEq + core::fmt::LowerHex, R: Copy + PartialEq + core::fmt::Debug>(
+        name: &'static str,
+        fmt: Fmt,
+        seed: u64,
+        to_t: impl Fn(u64) -> T,
+        emu: impl Fn(T, u32) -> R,
+        host: impl Fn(T, u32) -> R,
+    ) {
+        let mut r = Rng(seed);
+        let mut c = Check::new(name);
+        for m in 0..16 {
+            let mx = mxcsr_of(m);
+            for _ in 0..cases() {
+                let a = to_t(gen(&mut r, fmt));
+                let (e, h) = (emu(a, mx), host(a, mx));
+                c.case(e == h, || {
+                    format!("a={a:#x} mxcsr={mx:#06x}: emulated {e:x?} host {h:x?}")
+                });
+            }
+        }
+        c.finish();
+    }
+
+    fn t32(x: u64) -> u32 {
+        x as u32
+    }
+    fn t64(x: u64) -> u64 {
+        x
+    }
+
+    macro_rules! arith_tests {
+        ($($test:ident: $op:ident, $h32:ident, $h64:ident;)*) => {$(
+            #[test]
+            fn $test() {
+                diff2(concat!(stringify!($op), "ss"), F32, 0x5EED_0001 ^ Arith::$op as u64, t32,
+                    |a, b, m| f32_arith(Arith::$op, a, b, m), $h32);
+                diff2(concat!(stringify!($op), "sd"), F64, 0x5EED_0101 ^ Arith::$op as u64, t64,
+                    |a, b, m| f64_arith(Arith::$op, a, b, m), $h64);
+            }
+        )*};
+    }
+
+    arith_tests! {
+        add_matches_host: Add, h_addss, h_addsd;
+        sub_matches_host: Sub, h_subss, h_subsd;
+        mul_matches_host: Mul, h_mulss, h_mulsd;
+        div_matches_host: Div, h_divss, h_divsd;
+        min_matches_host: Min, h_minss, h_minsd;
+        max_matches_host: Max, h_maxss, h_maxsd;
+    }
+
+    #[test]
+    fn sqrt_matches_host() {
+        diff1("sqrtss", F32, 0x5EED_0201, t32, f32_sqrt, h_sqrtss);
+        diff1("sqrtsd", F64, 0x5EED_0202, t64, f64_sqrt, h_sqrtsd);
+    }
+
+    #[test]
+    fn cmp_matches_host() {
+        for pred in 0..8u8 {
+            diff2(
+                "cmpss",
+                F32,
+                0x5EED_0300 + pred as u64,
+                t32,
+                |a, b, m| f32_cmp(a, b, pred, m),
+                |a, b, m| h_cmpss(a, b, pred, m),
+            );
+            diff2(
+                "cmpsd",
+                F64,
+                0x5EED_0310 + pred as u64,
+                t64,
+                |a, b, m| f64_cmp(a, b, pred, m),
+                |a, b, m| h_cmpsd(a, b, pred, m),
+            );
+        }
+    }
+
+    #[test]
+    fn comi_matches_host() {
+        diff2(
+            "comiss",
+            F32,
+            0x5EED_0401,
+            t32,
+            |a, b, m| f32_comi(a, b, false, m),
+            h_comiss,
+        );
+        diff2(
+            "ucomiss",
+            F32,
+            0x5EED_0402,
+            t32,
+            |a, b, m| f32_comi(a, b, true, m),
+            h_ucomiss,
+        );
+        diff2(
+            "comisd",
+            F64,
+            0x5EED_0403,
+            t64,
+            |a, b, m| f64_comi(a, b, false, m),
+            h_comisd,
+        );
+        diff2(
+            "ucomisd",
+            F64,
+            0x5EED_0404,
+            t64,
+            |a, b, m| f64_comi(a, b, true, m),
+            h_ucomisd,
+        );
+    }
+
+    #[test]
+    fn float_conversions_match_host() {
+        diff1("cvtss2sd", F32, 0x5EED_0501, t32, f32_to_f64, h_cvtss2sd);
+        diff1("cvtsd2ss", F64, 0x5EED_0502, t64, f64_to_f32, h_cvtsd2ss);
+    }
+
+    #[test]
+    fn to_int_conversions_match_host() {
+        diff1(
+            "cvtss2si",
+            F32,
+            0x5EED_0601,
+            t32,
+            |a, m| f32_to_i32(a, false, m),
+            h_cvtss2si,
+        );
+        diff1(
+            "cvttss2si",
+            F32,
+            0x5EED_0602,
+            t32,
+            |a, m| f32_to_i32(a, true, m),
+            h_cvttss2si,
+        );
+        diff1(
+            "cvtsd2si",
+            F64,
+            0x5EED_0603,
+            t64,
+            |a, m| f64_to_i32(a, false, m),
+            h_cvtsd2si,
+        );
+        diff1(
+            "cvttsd2si",
+            F64,
+            0x5EED_0604,
+            t64,
+            |a, m| f64_to_i32(a, true, m),
+            h_cvttsd2si,
+        );
+    }
+
+    #[test]
+    fn int_to_float_conversions_match_host() {
+        let mut r = Rng(0x5EED_0701);
+        let mut c = Check::new("cvtsi2ss/cvtsi2sd");
+        for m in 0..16 {
+            let mx = mxcsr_of(m);
+            for _ in 0..cases() {
+                let v = r.next();
+                let a = match r.below(4) {
+                    0 => (v as i32) >> r.below(32), // every magnitude
+                    1 => [0, 1, -1, i32::MIN, i32::MAX, 0x0100_0001, -0x0100_0003]
+                        [r.below(7) as usize],
+                    _ => v as i32,
+                };
+                let (e, h) = (i32_to_f32(a, mx), h_cvtsi2ss(a, mx));
+                c.case(e == h, || {
+                    format!("cvtsi2ss {a:#x} mxcsr={mx:#06x}: emulated {e:x?} host {h:x?}")
+                });
+                let (e, h) = ((i32_to_f64(a), 0), h_cvtsi2sd(a, mx));
+                c.case(e == h, || {
+                    format!("cvtsi2sd {a:#x} mxcsr={mx:#06x}: emulated {e:x?} host {h:x?}")
+                });
+            }
+        }
+        c.finish();
+    }
+
+    /// RCPSS/RSQRTSS: the special values as the host gives them, and the architectural bound
+    /// (relative error ≤ 1.5 · 2^−12) against the exact value, which the host must meet too.
+    #[test]
+    fn reciprocal_approximations() {
+        let mut r = Rng(0x5EED_0801);
+        let mut c = Check::new("rcpss/rsqrtss");
+        let bound = 1.5 / 4096.0;
+        for m in 0..16 {
+            let mx = mxcsr_of(m);
+            for _ in 0..cases() {
+                let a = gen(&mut r, F32) as u32;
+                let x = f32::from_bits(a) as f64;
+                let special = F32.exp_field(a as u64) == 0 || F32.exp_field(a as u64) == 0xFF;
+                for rsqrt in [false, true] {
+                    let (e, h, exact) = if rsqrt {
+                        (f32_rsqrt(a, mx), h_rsqrtss(a, mx), 1.0 / x.sqrt())
+                    } else {
+                        (f32_rcp(a, mx), h_rcpss(a, mx), 1.0 / x)
+                    };
+                    let h = (h.0, h.1);
+                    c.case(h.1 == 0, || format!("host flags {a:#x} {h:x?}"));
+                    if special || (rsqrt && x < 0.0) {
+                        c.case(e == h.0, || format!("rsqrt={rsqrt} a={a:#x} mxcsr={mx:#06x}: emulated {e:#x} host {:#x}", h.0));
+                        continue;
+                    }
+                    // Results near 2^−126 may or may not be flushed by hardware.
+                    let tiny = 2f64.powi(-126);
+                    if exact.abs() < tiny * 1.01 && exact.abs() > tiny * 0.99 {
+                        continue;
+                    }
+                    for (who, v) in [("emulated", e), ("host", h.0)] {
+                        let v = f32::from_bits(v) as f64;
+                        let ok = if exact.abs() < tiny {
+                            v == 0.0 && v.is_sign_negative() == exact.is_sign_negative()
+                        } else {
+                            ((v - exact) / exact).abs() <= bound
+                        };
+                        c.case(ok, || {
+                            format!("rsqrt={rsqrt} a={a:#x}: {who} {v:e}, exact {exact:e}")
+                        });
+                    }
+                }
+            }
+        }
+        c.finish();
     }
 }
