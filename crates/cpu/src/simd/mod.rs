@@ -122,10 +122,18 @@ impl Cpu {
     /// Accumulates SIMD floating-point exception flags into MXCSR and raises #XM (or #UD
     /// without CR4.OSXMMEXCPT) when one of them is unmasked. Callers write their destination
     /// only after this returned `Ok`.
+    /// When an unmasked pre-computation exception (IE, DE, ZE) is detected in any lane, the
+    /// post-computation ones (OE, UE, PE) are not checked and not recorded.
     pub(crate) fn simd_fp_flags(&mut self, flags: u32) -> Res<()> {
-        let flags = flags & 0x3F;
+        let unmasked = !(self.mxcsr >> 7) & 0x3F;
+        let pre = flags & (fp::IE | fp::DE | fp::ZE);
+        let flags = if pre & unmasked != 0 {
+            pre
+        } else {
+            flags & 0x3F
+        };
         self.mxcsr |= flags;
-        if flags & !(self.mxcsr >> 7) & 0x3F != 0 {
+        if flags & unmasked != 0 {
             if self.cr4 & CR4_OSXMMEXCPT != 0 {
                 return fault(XM, None);
             }
