@@ -11,6 +11,8 @@
 //! tiny result raises UE even when it is exact (the SDM's unmasked underflow condition), and
 //! FZ does not apply. With overflow unmasked the flags are those of the masked case (OE, and PE
 //! when inexact); the destination is not written in either case, so only the flags matter.
+//! An unmasked pre-computation exception (IE, DE, ZE) stops the instruction before the
+//! computation: only IE, DE and ZE are then reported (see [`reported_flags`]).
 //!
 //! Rules, as the SDM states them and as the host tests check them against the processor:
 //! - Tininess is detected after rounding. FZ (with UE masked) turns a tiny result into a zero
@@ -592,26 +594,45 @@ fn convert(from: Fmt, to: Fmt, a: u64, mxcsr: u32) -> (u64, u32) {
     }
 }
 
+/// The pre-computation exceptions: invalid operation, denormal operand, divide by zero.
+pub(crate) const PRE_COMPUTATION: u32 = IE | DE | ZE;
+
+/// The flags hardware reports for `flags` raised under `mxcsr`: when an unmasked
+/// pre-computation exception (IE, DE, ZE) is raised, the instruction stops before computing
+/// and reports no OE, UE or PE. The operations below already apply this to their own lane;
+/// for a packed instruction, apply it to the OR of every lane's flags (hardware checks the
+/// pre-computation exceptions of all lanes first).
+pub(crate) fn reported_flags(flags: u32, mxcsr: u32) -> u32 {
+    let unmasked = !(mxcsr >> 7) & 0x3F;
+    if flags & PRE_COMPUTATION & unmasked != 0 {
+        flags & PRE_COMPUTATION
+    } else {
+        flags
+    }
+}
+
 /// ADDSS/SUBSS/MULSS/DIVSS/MINSS/MAXSS on one binary32 lane: `a` is the destination.
 pub(crate) fn f32_arith(op: Arith, a: u32, b: u32, mxcsr: u32) -> (u32, u32) {
     let (r, f) = arith(F32, op, a as u64, b as u64, mxcsr);
-    (r as u32, f)
+    (r as u32, reported_flags(f, mxcsr))
 }
 
 /// ADDSD/SUBSD/MULSD/DIVSD/MINSD/MAXSD on one binary64 lane: `a` is the destination.
 pub(crate) fn f64_arith(op: Arith, a: u64, b: u64, mxcsr: u32) -> (u64, u32) {
-    arith(F64, op, a, b, mxcsr)
+    let (r, f) = arith(F64, op, a, b, mxcsr);
+    (r, reported_flags(f, mxcsr))
 }
 
 /// SQRTSS on one lane.
 pub(crate) fn f32_sqrt(a: u32, mxcsr: u32) -> (u32, u32) {
     let (r, f) = sqrt(F32, a as u64, mxcsr);
-    (r as u32, f)
+    (r as u32, reported_flags(f, mxcsr))
 }
 
 /// SQRTSD on one lane.
 pub(crate) fn f64_sqrt(a: u64, mxcsr: u32) -> (u64, u32) {
-    sqrt(F64, a, mxcsr)
+    let (r, f) = sqrt(F64, a, mxcsr);
+    (r, reported_flags(f, mxcsr))
 }
 
 /// CMPPS/CMPSS predicate 0..=7 (imm & 7).
@@ -643,7 +664,7 @@ pub(crate) fn f32_to_f64(a: u32, mxcsr: u32) -> (u64, u32) {
 /// CVTSD2SS: rounds per RC (OE, UE, PE; FZ applies).
 pub(crate) fn f64_to_f32(a: u64, mxcsr: u32) -> (u32, u32) {
     let (r, f) = convert(F64, F32, a, mxcsr);
-    (r as u32, f)
+    (r as u32, reported_flags(f, mxcsr))
 }
 
 /// CVTSI2SS: rounds per RC (PE when inexact).
@@ -833,6 +854,19 @@ mod tests {
         );
         assert_eq!(f32_arith(Arith::Add, 0x0000_0001, 0, M), (1, DE));
         assert_eq!(f32_arith(Arith::Add, 0x0000_0001, 0, M | DAZ), (0, 0));
+        // A denormal operand with an inexact result: DE and PE, or DE alone when DE is
+        // unmasked (the computation does not happen).
+        let third = 0x3EAA_AAAB;
+        assert_eq!(
+            f32_arith(Arith::Add, 0x0000_0001, third, M),
+            (third, DE | PE)
+        );
+        assert_eq!(
+            f32_arith(Arith::Add, 0x0000_0001, third, M & !(1 << 8)),
+            (third, DE)
+        );
+        assert_eq!(reported_flags(ZE | PE, M & !(1 << 9)), ZE);
+        assert_eq!(reported_flags(DE | PE, M & !(1 << 12)), DE | PE);
         // Division by zero.
         assert_eq!(f32_arith(Arith::Div, 0xBF80_0000, 0, M), (0xFF80_0000, ZE));
         // Exact square root and a correctly rounded one.
@@ -966,6 +1000,9 @@ mod host_tests {
             10 => with_exp(fmt, sign, bias / 2 + r.below(5) as i64, f),
             11 => with_exp(fmt, sign, bias + bias / 2 - 2 + r.below(5) as i64, f),
             12 => with_exp(fmt, sign, bias + 20 + r.below(20) as i64, f), // near int32 range
+            // binary32's underflow range and overflow threshold (for CVTSD2SS)
+            13 => with_exp(fmt, sign, bias - 126 - r.below(26) as i64, f),
+            14 => with_exp(fmt, sign, bias + 127 + r.below(2) as i64, f),
             _ => with_exp(fmt, sign, 1 + r.below(emax as u64 - 1) as i64, f),
         }
     }
@@ -1006,8 +1043,49 @@ mod host_tests {
                 };
                 with_exp(fmt, sign, eb.clamp(1, emax - 1), frac(r, fmt))
             }
+            5 | 6 => near_threshold(r, fmt, a),
             _ => gen(r, fmt),
         }
+    }
+
+    /// A second operand that makes a·b, a/b, a+b or a−b land within a few ulps of the
+    /// smallest normal, inside the denormal range, or at the overflow threshold (found with
+    /// the host's binary64 arithmetic: only the test's operands depend on it).
+    fn near_threshold(r: &mut Rng, fmt: Fmt, a: u64) -> u64 {
+        let single = fmt.frac == 23;
+        let to_f = |x: u64| {
+            if single {
+                f32::from_bits(x as u32) as f64
+            } else {
+                f64::from_bits(x)
+            }
+        };
+        let from_f = |x: f64| {
+            if single {
+                (x as f32).to_bits() as u64
+            } else {
+                x.to_bits()
+            }
+        };
+        let p = fmt.frac as i32 + 1;
+        let emin = 1 - fmt.bias();
+        let ulp = 2f64.powi(-p);
+        let (base, ulp) = match r.below(3) {
+            0 => (2f64.powi(emin), ulp),
+            1 => (2f64.powi(emin - 1 - r.below(p as u64) as i32), ulp),
+            // Overflow: the largest finite value and the half-ulp above it.
+            _ => (2f64.powi(fmt.bias()) * (2.0 - 2.0 * ulp), ulp),
+        };
+        let t = base * (1.0 + (r.below(9) as f64 - 4.0) * ulp / 2.0);
+        let t = if r.next() & 1 != 0 { -t } else { t };
+        let av = to_f(a);
+        let b = match r.below(4) {
+            0 => t / av,
+            1 => av / t,
+            2 => t - av,
+            _ => av - t,
+        };
+        from_f(b)
     }
 
     /// Collects mismatches; panics at the end with the first few.
