@@ -272,7 +272,7 @@ impl Rng {
         let mut b = [0u8; 16];
         for x in b.iter_mut() {
             let r = self.next();
-            *x = if r % 4 == 0 {
+            *x = if r.is_multiple_of(4) {
                 [0x00, 0x01, 0x7F, 0x80, 0xFF, 0xFE][(r >> 8) as usize % 6]
             } else {
                 (r >> 16) as u8
@@ -280,7 +280,7 @@ impl Rng {
         }
         let v = u128::from_le_bytes(b);
         // Small values half of the time: shift counts in range.
-        if self.next() % 2 == 0 {
+        if self.next().is_multiple_of(2) {
             v & 0x7F
         } else {
             v
@@ -464,4 +464,246 @@ fn integer_ops_match_host() {
 #[test]
 fn fp_lane_plumbing_matches_host() {
     check(&fp_ops(), cases() / 4, true);
+}
+
+/// What a floating-point case leaves behind: XMM0, MXCSR, the arithmetic flags, EAX.
+type FpOut = (u128, u32, u32, u32);
+type FpHostFn = fn(u128, u128, u32) -> FpOut;
+
+/// Host run: MXCSR = `mx`, xmm0 = a, xmm1 = b, eax = low 32 bits of b, then `$t`.
+macro_rules! host_fp {
+    ($t:expr) => {{
+        fn f(a: u128, b: u128, mx: u32) -> FpOut {
+            let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+            let mut o = [0u8; 16];
+            let mut mxcsr = [mx, 0, 0];
+            let mut eax: u32 = b[0] as u32
+                | (b[1] as u32) << 8
+                | (b[2] as u32) << 16
+                | (b[3] as u32) << 24;
+            let flags: u64;
+            // SAFETY: reads/writes the local buffers only; MXCSR is saved and restored around
+            // the instruction; every exception stays masked; clobbers are declared.
+            unsafe {
+                asm!(
+                    "stmxcsr [{m} + 4]",
+                    "ldmxcsr [{m}]",
+                    "movdqu xmm0, [{a}]",
+                    "movdqu xmm1, [{b}]",
+                    $t,
+                    "pushfq",
+                    "pop {fl}",
+                    "stmxcsr [{m} + 8]",
+                    "ldmxcsr [{m} + 4]",
+                    "movdqu [{o}], xmm0",
+                    a = in(reg) a.as_ptr(),
+                    b = in(reg) b.as_ptr(),
+                    o = in(reg) o.as_mut_ptr(),
+                    m = in(reg) mxcsr.as_mut_ptr(),
+                    fl = out(reg) flags,
+                    inout("eax") eax,
+                    out("xmm0") _,
+                    out("xmm1") _,
+                );
+            }
+            (u128::from_le_bytes(o), mxcsr[2], flags as u32 & 0x8D5, eax)
+        }
+        f as FpHostFn
+    }};
+}
+
+#[test]
+fn fp_results_mxcsr_and_flags_match_host() {
+    // (name, guest bytes of the instruction on xmm0/xmm1/eax, lanes are f64, host)
+    let ops: Vec<(&str, &[u8], bool, FpHostFn)> = vec![
+        (
+            "addps",
+            &[0x0F, 0x58, 0xC1],
+            false,
+            host_fp!("addps xmm0, xmm1"),
+        ),
+        (
+            "addsd",
+            &[0xF2, 0x0F, 0x58, 0xC1],
+            true,
+            host_fp!("addsd xmm0, xmm1"),
+        ),
+        (
+            "mulps",
+            &[0x0F, 0x59, 0xC1],
+            false,
+            host_fp!("mulps xmm0, xmm1"),
+        ),
+        (
+            "divsd",
+            &[0xF2, 0x0F, 0x5E, 0xC1],
+            true,
+            host_fp!("divsd xmm0, xmm1"),
+        ),
+        (
+            "sqrtss",
+            &[0xF3, 0x0F, 0x51, 0xC1],
+            false,
+            host_fp!("sqrtss xmm0, xmm1"),
+        ),
+        (
+            "maxpd",
+            &[0x66, 0x0F, 0x5F, 0xC1],
+            true,
+            host_fp!("maxpd xmm0, xmm1"),
+        ),
+        (
+            "cmpleps",
+            &[0x0F, 0xC2, 0xC1, 2],
+            false,
+            host_fp!("cmpps xmm0, xmm1, 2"),
+        ),
+        (
+            "cmpneqsd",
+            &[0xF2, 0x0F, 0xC2, 0xC1, 4],
+            true,
+            host_fp!("cmpsd xmm0, xmm1, 4"),
+        ),
+        (
+            "cvtpd2ps",
+            &[0x66, 0x0F, 0x5A, 0xC1],
+            true,
+            host_fp!("cvtpd2ps xmm0, xmm1"),
+        ),
+        (
+            "cvtsd2ss",
+            &[0xF2, 0x0F, 0x5A, 0xC1],
+            true,
+            host_fp!("cvtsd2ss xmm0, xmm1"),
+        ),
+        (
+            "cvtps2dq",
+            &[0x66, 0x0F, 0x5B, 0xC1],
+            false,
+            host_fp!("cvtps2dq xmm0, xmm1"),
+        ),
+        (
+            "cvtpd2dq",
+            &[0xF2, 0x0F, 0xE6, 0xC1],
+            true,
+            host_fp!("cvtpd2dq xmm0, xmm1"),
+        ),
+        (
+            "comisd",
+            &[0x66, 0x0F, 0x2F, 0xC1],
+            true,
+            host_fp!("comisd xmm0, xmm1"),
+        ),
+        (
+            "ucomiss",
+            &[0x0F, 0x2E, 0xC1],
+            false,
+            host_fp!("ucomiss xmm0, xmm1"),
+        ),
+        (
+            "comiss",
+            &[0x0F, 0x2F, 0xC1],
+            false,
+            host_fp!("comiss xmm0, xmm1"),
+        ),
+        (
+            "cvtss2si",
+            &[0xF3, 0x0F, 0x2D, 0xC1],
+            false,
+            host_fp!("cvtss2si eax, xmm1"),
+        ),
+        (
+            "cvttsd2si",
+            &[0xF2, 0x0F, 0x2C, 0xC1],
+            true,
+            host_fp!("cvttsd2si eax, xmm1"),
+        ),
+        (
+            "cvtsi2ss",
+            &[0xF3, 0x0F, 0x2A, 0xC0],
+            false,
+            host_fp!("cvtsi2ss xmm0, eax"),
+        ),
+        (
+            "cvtsi2sd",
+            &[0xF2, 0x0F, 0x2A, 0xC0],
+            true,
+            host_fp!("cvtsi2sd xmm0, eax"),
+        ),
+    ];
+    let n = cases() / 4;
+    let mut bus = TestBus::new(16 << 20).unwrap();
+    let mut cpu = Cpu::new();
+    cpu.set_cr4(1 << 9);
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let mut failures = Vec::new();
+    for (name, insn, double, host) in ops {
+        // Per case at ESI: a (16), b (16), MXCSR (4), pad; out at EDI: xmm0, MXCSR, flags,
+        // EAX, pad.
+        let mut c = vec![0xBE];
+        c.extend(DATA.to_le_bytes());
+        c.push(0xBF);
+        c.extend(OUT.to_le_bytes());
+        let top = c.len();
+        c.extend([0x0F, 0xAE, 0x56, 0x20]); // ldmxcsr [esi+32]
+        c.extend([0xF3, 0x0F, 0x6F, 0x06]); // movdqu xmm0, [esi]
+        c.extend([0xF3, 0x0F, 0x6F, 0x4E, 0x10]); // movdqu xmm1, [esi+16]
+        c.extend([0x8B, 0x46, 0x10]); // mov eax, [esi+16]
+        c.extend(insn);
+        c.extend([0x9C, 0x5B]); // pushfd; pop ebx
+        c.extend([0x0F, 0xAE, 0x5F, 0x10]); // stmxcsr [edi+16]
+        c.extend([0x89, 0x5F, 0x14, 0x89, 0x47, 0x18]); // mov [edi+20], ebx; mov [edi+24], eax
+        c.extend([0xF3, 0x0F, 0x7F, 0x07]); // movdqu [edi], xmm0
+        c.extend([0x83, 0xC6, 0x30, 0x83, 0xC7, 0x20, 0x49]);
+        let rel = top as i32 - (c.len() as i32 + 2);
+        c.extend([0x75, rel as i8 as u8, 0xF4]);
+        bus.load(CODE, &c);
+        let mut ins = Vec::with_capacity(n);
+        let mut data = Vec::with_capacity(n * 48);
+        for _ in 0..n {
+            let (a, b) = (rng.fp_operand(double), rng.fp_operand(double));
+            // Every exception masked; random rounding, DAZ and FZ.
+            let r = rng.next();
+            let mx = 0x1F80
+                | ((r as u32 & 3) << 13)
+                | ((r >> 2) as u32 & 1) << 6
+                | ((r >> 3) as u32 & 1) << 15;
+            ins.push((a, b, mx));
+            data.extend(a.to_le_bytes());
+            data.extend(b.to_le_bytes());
+            data.extend(mx.to_le_bytes());
+            data.extend([0; 12]);
+        }
+        bus.load(DATA, &data);
+        cpu.setup_flat32(CODE);
+        cpu.set_reg32(1, n as u32);
+        cpu.set_reg32(4, 0x9000);
+        let exit = cpu.run(&mut bus, cpu.icount() + 20 * n as u64 + 100);
+        assert_eq!(exit, CpuExit::Halted);
+        assert_eq!(cpu.eip(), CODE + c.len() as u32, "{name}: guest faulted");
+        let mut out = vec![0u8; n * 32];
+        bus.read(OUT, &mut out);
+        for (i, &(a, b, mx)) in ins.iter().enumerate() {
+            let o = &out[32 * i..32 * i + 32];
+            let word = |k: usize| u32::from_le_bytes(o[k..k + 4].try_into().unwrap());
+            let got = (
+                u128::from_le_bytes(o[..16].try_into().unwrap()),
+                word(16),
+                word(20) & 0x8D5,
+                word(24),
+            );
+            let mut want = host(a, b, mx);
+            if !name.contains("comis") {
+                // Only COMISS/UCOMISS/COMISD write the arithmetic flags.
+                want.2 = got.2;
+            }
+            if got != want && failures.len() < 40 {
+                failures.push(format!(
+                    "{name} mxcsr {mx:04x}: a={a:032x} b={b:032x}\n  got  {:032x} {:04x} {:03x} {:08x}\n  want {:032x} {:04x} {:03x} {:08x}",
+                    got.0, got.1, got.2, got.3, want.0, want.1, want.2, want.3
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
