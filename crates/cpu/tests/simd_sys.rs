@@ -503,3 +503,42 @@ fn integer_moves_and_extracts() {
     assert_eq!(vm.xmm(4), 0x0000_FFFF_8080_0001);
     assert_eq!(vm.cpu.reg32(6), 0x8080_0001);
 }
+
+#[test]
+fn real_mode_16_bit_addressing() {
+    let mut bus = TestBus::new(16 << 20).unwrap();
+    let mut cpu = Cpu::new();
+    cpu.set_segment_real(wasm86_cpu::sreg::CS, 0);
+    cpu.set_segment_real(wasm86_cpu::sreg::DS, 0x100);
+    cpu.set_eip(0x7C00);
+    cpu.set_reg32(3, 0x40); // BX: data at 0x1040 (16-byte aligned)
+    cpu.set_cr4(CR4_OSFXSR);
+    bus.load(
+        0x1040,
+        &0x0F0E_0D0C_0B0A_0908_0706_0504_0302_0100u128.to_le_bytes(),
+    );
+    bus.load(0x1050, &u128::from_le_bytes([0x10; 16]).to_le_bytes());
+    let code = [
+        0xF3, 0x0F, 0x6F, 0x07, // movdqu xmm0, [bx]
+        0x66, 0x0F, 0xFC, 0x47, 0x10, // paddb xmm0, [bx+16]
+        0x0F, 0xFC, 0x47, 0x10, // paddb mm0, [bx+16]
+        0xF3, 0x0F, 0x7F, 0x47, 0x20, // movdqu [bx+32], xmm0
+        0x66, 0x0F, 0xFC, 0x47, 0x08, // paddb xmm0, [bx+8]: misaligned, #GP
+        0xF4,
+    ];
+    bus.load(0x7C00, &code);
+    // Real-mode IVT: #GP (13) to 0:0x600, a HLT.
+    bus.write_u32(13 * 4, 0x0600);
+    bus.load(0x600, &[0xF4]);
+    let exit = cpu.run(&mut bus, 100);
+    assert_eq!(exit, CpuExit::Halted);
+    assert_eq!(cpu.eip(), 0x601, "misaligned packed operand: #GP");
+    let mut out = [0u8; 16];
+    bus.read(0x1060, &mut out);
+    assert_eq!(
+        u128::from_le_bytes(out),
+        0x1F1E_1D1C_1B1A_1918_1716_1514_1312_1110
+    );
+    // mm0 = 0 + 0x10 per byte: R0's significand after an MMX instruction, TOP = 0.
+    assert_eq!(&cpu.registers().fpu_st[0][..8], &[0x10; 8]);
+}
