@@ -450,14 +450,13 @@ fn arith(fmt: Fmt, op: Arith, a: u64, b: u64, mxcsr: u32) -> (u64, u32) {
     }
 }
 
-/// Integer square root of `n` and whether it was inexact.
-fn isqrt(n: u128) -> (u128, bool) {
-    let mut x = n;
-    let mut res = 0u128;
-    let mut bit = 1u128 << 126;
-    while bit > n {
-        bit >>= 2;
+/// Integer square root of `n` (digit by digit) and whether it was inexact.
+fn isqrt64(n: u64) -> (u64, bool) {
+    if n == 0 {
+        return (0, false);
     }
+    let (mut x, mut res) = (n, 0u64);
+    let mut bit = 1u64 << ((63 - n.leading_zeros()) & !1);
     while bit != 0 {
         if x >= res + bit {
             x -= res + bit;
@@ -470,6 +469,32 @@ fn isqrt(n: u128) -> (u128, bool) {
     (res, x != 0)
 }
 
+/// [`isqrt64`] for 128-bit operands: an estimate from the high half, then Newton's iteration
+/// from above, which ends on the floor of the root.
+fn isqrt128(n: u128) -> (u128, bool) {
+    if n >> 64 == 0 {
+        let (r, inexact) = isqrt64(n as u64);
+        return (r as u128, inexact);
+    }
+    let (r0, _) = isqrt64((n >> 64) as u64); // ≥ 1
+    let mut x = (r0 as u128) << 32;
+    // One step lands at or above ⌊√n⌋; the next ones descend to it.
+    x = (x + n / x) >> 1;
+    loop {
+        let y = (x + n / x) >> 1;
+        if y >= x {
+            break;
+        }
+        x = y;
+    }
+    (x, x.checked_mul(x) != Some(n))
+}
+
+/// The operand's significand as a `frac + 1`-bit integer `s` and `t` with value = s · 2^t.
+fn int_sig(fmt: Fmt, x: &Op) -> (u64, i32) {
+    (x.sig >> (62 - fmt.frac), x.exp - fmt.frac as i32)
+}
+
 fn sqrt(fmt: Fmt, a: u64, mxcsr: u32) -> (u64, u32) {
     let x = unpack(fmt, a, mxcsr);
     match x.kind {
@@ -480,14 +505,18 @@ fn sqrt(fmt: Fmt, a: u64, mxcsr: u32) -> (u64, u32) {
         Kind::Inf => (a, 0),
         Kind::Finite => {
             let de = if x.denormal { DE } else { 0 };
-            let t = x.exp - 62;
-            let (m, t2) = if t & 1 != 0 {
-                ((x.sig as u128) << 65, t - 65)
+            let (s, t) = int_sig(fmt, &x);
+            // √(s · 2^k) with k ≥ p + 4 and t − k even has p + 2 bits or more: enough, with
+            // a sticky bit, to round correctly.
+            let p = fmt.frac as i32 + 1;
+            let k = p + 4 + ((t - p - 4) & 1);
+            let (r, inexact) = if k + p <= 64 {
+                let (r, i) = isqrt64(s << k);
+                (r as u128, i)
             } else {
-                ((x.sig as u128) << 64, t - 64)
+                isqrt128((s as u128) << k)
             };
-            let (r, inexact) = isqrt(m);
-            let (bits, f) = round_pack(fmt, false, t2 / 2, r | inexact as u128, mxcsr);
+            let (bits, f) = round_pack(fmt, false, (t - k) / 2, r | inexact as u128, mxcsr);
             (bits, f | de)
         }
     }
@@ -715,18 +744,19 @@ pub(crate) fn f32_rcp(a: u32, mxcsr: u32) -> u32 {
         Kind::Zero => F32.inf(x.sign) as u32,
         Kind::Inf => F32.zero(x.sign) as u32,
         Kind::Finite => {
-            let n = 1u128 << 126;
-            let d = x.sig as u128;
-            let q = (n / d) | !n.is_multiple_of(d) as u128;
-            // 1/a = 2^(62 − exp) / sig = q · 2^(−64 − exp)
-            let (r, _) = round_pack(F32, x.sign, -64 - x.exp, q, 0x1F80);
+            // 1/(s · 2^t) = 2^63 / s · 2^(−63 − t), the quotient with 40 bits and a sticky bit.
+            let (s, t) = int_sig(F32, &x);
+            let n = 1u64 << 63;
+            let q = (n / s) | !n.is_multiple_of(s) as u64;
+            let (r, _) = round_pack(F32, x.sign, -63 - t, q as u128, 0x1F80);
             flush_tiny(r, x.sign)
         }
     }
 }
 
-/// RSQRTSS: an approximation of 1/√a, computed as [`f32_rcp`] (correctly rounded, denormal
-/// operands read as zeros); negative operands give the default NaN. Raises no flags.
+/// RSQRTSS: an approximation of 1/√a: 1/√a from a 32-bit intermediate, rounded to nearest
+/// (relative error below 2^−23), tiny results flushed to zero, denormal operands read as
+/// zeros (giving ±∞); negative operands give the default NaN. Raises no flags.
 pub(crate) fn f32_rsqrt(a: u32, mxcsr: u32) -> u32 {
     let x = unpack(F32, a as u64, mxcsr | DAZ);
     match x.kind {
@@ -735,20 +765,14 @@ pub(crate) fn f32_rsqrt(a: u32, mxcsr: u32) -> u32 {
         _ if x.sign => F32.default_nan() as u32,
         Kind::Inf => 0,
         Kind::Finite => {
-            // a = sig · 2^t; make t even, then 1/√a = 2^(−t/2) / √sig'.
-            let t = x.exp - 62;
-            let (s, t) = if t & 1 != 0 {
-                ((x.sig as u128) << 1, t - 1)
-            } else {
-                (x.sig as u128, t)
-            };
-            // √s to 64+ bits: isqrt(s · 2^64) = √s · 2^32.
-            let (root, inexact) = isqrt(s << 64);
-            // 1/√s = 2^32 / root, to 64 bits: 2^(32+96) / root · 2^−96.
-            let n = 1u128 << 127;
-            let q = (n / root) | (!n.is_multiple_of(root) || inexact) as u128;
-            // value = q · 2^(−95) · 2^(−t/2)
-            let (r, _) = round_pack(F32, false, -95 - t / 2, q, 0x1F80);
+            // a = s · 2^t = m · 2^(t − k) with m = s · 2^k < 2^63 and t − k even; then
+            // 1/√a = 2^−((t − k)/2) / √m ≈ (2^63 / ⌊√m⌋) · 2^(−63 − (t − k)/2), with √m ≥ 2^30.
+            let (s, t) = int_sig(F32, &x);
+            let k = 38 + (t & 1);
+            let (root, inexact) = isqrt64(s << k);
+            let n = 1u64 << 63;
+            let q = (n / root) | (!n.is_multiple_of(root) || inexact) as u64;
+            let (r, _) = round_pack(F32, false, -63 - (t - k) / 2, q as u128, 0x1F80);
             flush_tiny(r, false)
         }
     }
@@ -893,6 +917,33 @@ mod tests {
         assert_eq!(f32_comi(q, 0, false, M), ((true, true, true), IE));
         assert_eq!(f64_comi(0, 1, false, M), ((false, false, true), DE));
         assert_eq!(f64_comi(0, 1, false, M | DAZ), ((true, false, false), 0));
+    }
+
+    #[test]
+    fn integer_square_roots() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = ((x as u128) << 64 | x.rotate_left(17) as u128) >> (i % 128);
+            let (r, inexact) = isqrt128(n);
+            assert!(
+                r * r <= n && (r + 1) * (r + 1) > n,
+                "isqrt128({n:#x}) = {r:#x}"
+            );
+            assert_eq!(inexact, r * r != n);
+            let m = n as u64;
+            let (r, inexact) = isqrt64(m);
+            let (r, m) = (r as u128, m as u128);
+            assert!(
+                r * r <= m && (r + 1) * (r + 1) > m,
+                "isqrt64({m:#x}) = {r:#x}"
+            );
+            assert_eq!(inexact, r * r != m);
+        }
+        assert_eq!(isqrt128(u128::MAX), (u64::MAX as u128, true));
+        assert_eq!(isqrt128(1 << 100), (1 << 50, false));
     }
 
     #[test]
