@@ -126,12 +126,7 @@ impl Cpu {
     /// post-computation ones (OE, UE, PE) are not checked and not recorded.
     pub(crate) fn simd_fp_flags(&mut self, flags: u32) -> Res<()> {
         let unmasked = !(self.mxcsr >> 7) & 0x3F;
-        let pre = flags & (fp::IE | fp::DE | fp::ZE);
-        let flags = if pre & unmasked != 0 {
-            pre
-        } else {
-            flags & 0x3F
-        };
+        let flags = fp::reported_flags(flags & 0x3F, self.mxcsr);
         self.mxcsr |= flags;
         if flags & unmasked != 0 {
             if self.cr4 & CR4_OSXMMEXCPT != 0 {
