@@ -7,12 +7,18 @@
 //! raised flag is unmasked, faults without writing the destination; so the result returned is
 //! always the *masked* response.
 //!
-//! Flags follow the masked response too, with one difference: when underflow is unmasked, a
-//! tiny result raises UE even when it is exact (the SDM's unmasked underflow condition), and
-//! FZ does not apply. With overflow unmasked the flags are those of the masked case (OE, and PE
-//! when inexact); the destination is not written in either case, so only the flags matter.
-//! An unmasked pre-computation exception (IE, DE, ZE) stops the instruction before the
-//! computation: only IE, DE and ZE are then reported (see [`reported_flags`]).
+//! The flags are those the processor sets, for unmasked exceptions too (the host tests check
+//! both against the processor, the unmasked ones by catching its #XM as SIGFPE):
+//! - An unmasked pre-computation exception (IE, DE, ZE) stops the instruction before the
+//!   computation: only IE, DE and ZE are then reported (see [`reported_flags`]).
+//! - Masked overflow raises OE and PE. Unmasked, it raises OE, plus PE only when rounding the
+//!   significand (exponent unbounded) was inexact.
+//! - Masked underflow (tiny and inexact) raises UE and PE; a tiny exact result raises nothing.
+//!   Unmasked, a tiny result raises UE even when exact, plus PE only when rounding the
+//!   significand (exponent unbounded) was inexact; FZ does not apply.
+//!
+//! The result returned alongside unmasked flags is the masked response; the caller does not
+//! write it.
 //!
 //! Rules, as the SDM states them and as the host tests check them against the processor:
 //! - Tininess is detected after rounding. FZ (with UE masked) turns a tiny result into a zero
@@ -43,6 +49,8 @@ pub(crate) const UE: u32 = 0x10;
 pub(crate) const PE: u32 = 0x20;
 /// Denormals-are-zeros control bit.
 const DAZ: u32 = 1 << 6;
+/// Overflow mask bit.
+const OM: u32 = 1 << 10;
 /// Underflow mask bit.
 const UM: u32 = 1 << 11;
 /// Flush-to-zero control bit.
@@ -261,7 +269,14 @@ fn round_pack(fmt: Fmt, sign: bool, e2: i32, sig: u128, mxcsr: u32) -> (u64, u32
                 (Rc::Nearest, _) | (Rc::Up, false) | (Rc::Down, true) => fmt.inf(sign),
                 _ => fmt.max_finite(sign),
             };
-            return (bits, OE | PE);
+            // Unmasked, the instruction faults with OE, and PE when the significand's rounding
+            // (with the exponent unbounded) was inexact.
+            let flags = if mxcsr & OM != 0 || inexact {
+                OE | PE
+            } else {
+                OE
+            };
+            return (bits, flags);
         }
         let bits = fmt.sign(sign) | (((e + fmt.bias()) as u64) << fmt.frac) | (r & fmt.frac_mask());
         return (bits, if inexact { PE } else { 0 });
@@ -278,10 +293,15 @@ fn round_pack(fmt: Fmt, sign: bool, e2: i32, sig: u128, mxcsr: u32) -> (u64, u32
     // A carry out of the denormal fraction lands in the exponent field as 1: the smallest
     // normal, as it should.
     let bits = fmt.sign(sign) | r2;
-    let mut flags = if inexact2 { PE } else { 0 };
-    if tiny && (inexact2 || !ue_masked) {
-        flags |= UE;
-    }
+    let flags = match (tiny, ue_masked) {
+        // Unmasked, a tiny result faults with UE, exact or not, and PE when the significand's
+        // rounding (with the exponent unbounded) was inexact.
+        (true, false) if inexact => UE | PE,
+        (true, false) => UE,
+        (true, true) if inexact2 => UE | PE,
+        _ if inexact2 => PE,
+        _ => 0,
+    };
     (bits, flags)
 }
 
@@ -1179,23 +1199,34 @@ mod host_tests {
     }
 
     /// Runs `body` between loading `mx` into MXCSR and reading it back; returns the flags.
+    /// With an exception unmasked the instruction faults (#XM, SIGFPE on Linux): the
+    /// handler [`trap::on_fpe`] resumes at the label after the instructions, whose address the
+    /// block leaves in [`trap::RESUME`] beforehand, and sets [`trap::FAULTED`]; MXCSR then
+    /// holds the flags the processor set before faulting.
     macro_rules! host {
         ($mx:expr, [$($insn:expr),+], $($ops:tt)*) => {{
             let mx: u32 = $mx;
             let mut saved: u32 = 0;
             let mut out: u32 = 0;
-            // SAFETY: the instructions only read and write the named registers and the three
-            // local words passed by pointer; the caller's MXCSR is restored before the end.
+            let resume = trap::RESUME.with(|c| c.as_ptr());
+            // SAFETY: the instructions only read and write the named registers and the local
+            // words passed by pointer; the caller's MXCSR is restored before the end, also
+            // after a fault (the handler only moves the instruction pointer to label 2).
             unsafe {
                 asm!(
+                    "lea {tmp}, [rip + 2f]",
+                    "mov [{resume}], {tmp}",
                     "stmxcsr [{saved}]",
                     "ldmxcsr [{mx}]",
                     $($insn,)+
+                    "2:",
                     "stmxcsr [{out}]",
                     "ldmxcsr [{saved}]",
                     mx = in(reg) &mx as *const u32,
                     saved = in(reg) &mut saved as *mut u32,
                     out = in(reg) &mut out as *mut u32,
+                    resume = in(reg) resume,
+                    tmp = out(reg) _,
                     $($ops)*
                     options(nostack),
                 );
@@ -1565,5 +1596,266 @@ mod host_tests {
             }
         }
         c.finish();
+    }
+
+    /// A SIGFPE handler installed with raw `rt_sigaction` (no libc in this crate) that skips
+    /// the faulting SSE instruction of a [`host!`] block.
+    #[cfg(target_os = "linux")]
+    mod trap {
+        use core::cell::Cell;
+        use std::arch::{asm, global_asm};
+        use std::sync::Once;
+
+        thread_local! {
+            /// Where the current [`host!`] block resumes after a fault.
+            pub(super) static RESUME: Cell<u64> = const { Cell::new(0) };
+            /// Whether the last block faulted.
+            pub(super) static FAULTED: Cell<bool> = const { Cell::new(false) };
+        }
+
+        const SIGFPE: usize = 8;
+        const SA_SIGINFO: u64 = 4;
+        const SA_RESTORER: u64 = 0x0400_0000;
+        /// Offset of the saved RIP in `ucontext_t` (uc_mcontext.gregs[REG_RIP]).
+        const UC_RIP: usize = 40 + 16 * 8;
+
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: u64,
+            restorer: usize,
+            mask: u64,
+        }
+
+        global_asm!(
+            ".globl wasm86_sse_fp_test_sigreturn",
+            "wasm86_sse_fp_test_sigreturn:",
+            "mov eax, 15", // rt_sigreturn
+            "syscall",
+        );
+        extern "C" {
+            fn wasm86_sse_fp_test_sigreturn();
+        }
+
+        extern "C" fn on_fpe(_sig: i32, _info: *mut u8, ctx: *mut u8) {
+            let resume = RESUME.with(|c| c.replace(0));
+            if resume == 0 {
+                std::process::abort();
+            }
+            FAULTED.with(|c| c.set(true));
+            // SAFETY: the kernel passes a valid ucontext_t; its saved RIP is a u64 at UC_RIP.
+            unsafe { (ctx.add(UC_RIP) as *mut u64).write_unaligned(resume) };
+        }
+
+        pub(super) fn install() {
+            static ONCE: Once = Once::new();
+            ONCE.call_once(|| {
+                let act = KernelSigaction {
+                    handler: on_fpe as extern "C" fn(i32, *mut u8, *mut u8) as usize,
+                    flags: SA_SIGINFO | SA_RESTORER,
+                    restorer: wasm86_sse_fp_test_sigreturn as unsafe extern "C" fn() as usize,
+                    mask: 0,
+                };
+                let ret: isize;
+                // SAFETY: rt_sigaction(SIGFPE, &act, NULL, 8) with a valid structure.
+                unsafe {
+                    asm!(
+                        "syscall",
+                        inlateout("rax") 13isize => ret,
+                        in("rdi") SIGFPE,
+                        in("rsi") &act as *const KernelSigaction,
+                        in("rdx") 0usize,
+                        in("r10") 8usize,
+                        lateout("rcx") _,
+                        lateout("r11") _,
+                        options(nostack),
+                    );
+                }
+                assert_eq!(ret, 0, "rt_sigaction");
+            });
+        }
+    }
+
+    /// Unmasked exceptions (Linux only: the host's #XM arrives as SIGFPE): the flags the
+    /// processor sets before faulting, against the flags computed here, whether both fault,
+    /// and the result when neither does. 10^5 cases per class (6 250 per setting).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unmasked_exceptions_match_host() {
+        type Lane = (u64, u32);
+        type Class = (
+            &'static str,
+            Fmt,
+            fn(u64, u64, u32) -> Lane,
+            fn(u64, u64, u32) -> Lane,
+        );
+        fn f(x: (u32, u32)) -> Lane {
+            (x.0 as u64, x.1)
+        }
+        let classes: [Class; 21] = [
+            (
+                "addss",
+                F32,
+                |a, b, m| f(f32_arith(Arith::Add, a as u32, b as u32, m)),
+                |a, b, m| f(h_addss(a as u32, b as u32, m)),
+            ),
+            (
+                "subss",
+                F32,
+                |a, b, m| f(f32_arith(Arith::Sub, a as u32, b as u32, m)),
+                |a, b, m| f(h_subss(a as u32, b as u32, m)),
+            ),
+            (
+                "mulss",
+                F32,
+                |a, b, m| f(f32_arith(Arith::Mul, a as u32, b as u32, m)),
+                |a, b, m| f(h_mulss(a as u32, b as u32, m)),
+            ),
+            (
+                "divss",
+                F32,
+                |a, b, m| f(f32_arith(Arith::Div, a as u32, b as u32, m)),
+                |a, b, m| f(h_divss(a as u32, b as u32, m)),
+            ),
+            (
+                "minss",
+                F32,
+                |a, b, m| f(f32_arith(Arith::Min, a as u32, b as u32, m)),
+                |a, b, m| f(h_minss(a as u32, b as u32, m)),
+            ),
+            (
+                "maxss",
+                F32,
+                |a, b, m| f(f32_arith(Arith::Max, a as u32, b as u32, m)),
+                |a, b, m| f(h_maxss(a as u32, b as u32, m)),
+            ),
+            (
+                "addsd",
+                F64,
+                |a, b, m| f64_arith(Arith::Add, a, b, m),
+                h_addsd,
+            ),
+            (
+                "subsd",
+                F64,
+                |a, b, m| f64_arith(Arith::Sub, a, b, m),
+                h_subsd,
+            ),
+            (
+                "mulsd",
+                F64,
+                |a, b, m| f64_arith(Arith::Mul, a, b, m),
+                h_mulsd,
+            ),
+            (
+                "divsd",
+                F64,
+                |a, b, m| f64_arith(Arith::Div, a, b, m),
+                h_divsd,
+            ),
+            (
+                "minsd",
+                F64,
+                |a, b, m| f64_arith(Arith::Min, a, b, m),
+                h_minsd,
+            ),
+            (
+                "maxsd",
+                F64,
+                |a, b, m| f64_arith(Arith::Max, a, b, m),
+                h_maxsd,
+            ),
+            (
+                "sqrtss",
+                F32,
+                |a, _, m| f(f32_sqrt(a as u32, m)),
+                |a, _, m| f(h_sqrtss(a as u32, m)),
+            ),
+            (
+                "sqrtsd",
+                F64,
+                |a, _, m| f64_sqrt(a, m),
+                |a, _, m| h_sqrtsd(a, m),
+            ),
+            (
+                "cvtss2sd",
+                F32,
+                |a, _, m| f32_to_f64(a as u32, m),
+                |a, _, m| h_cvtss2sd(a as u32, m),
+            ),
+            (
+                "cvtsd2ss",
+                F64,
+                |a, _, m| f(f64_to_f32(a, m)),
+                |a, _, m| f(h_cvtsd2ss(a, m)),
+            ),
+            (
+                "cvtss2si",
+                F32,
+                |a, _, m| f(f32_to_i32(a as u32, false, m)),
+                |a, _, m| f(h_cvtss2si(a as u32, m)),
+            ),
+            (
+                "cvttss2si",
+                F32,
+                |a, _, m| f(f32_to_i32(a as u32, true, m)),
+                |a, _, m| f(h_cvttss2si(a as u32, m)),
+            ),
+            (
+                "cvtsd2si",
+                F64,
+                |a, _, m| f(f64_to_i32(a, false, m)),
+                |a, _, m| f(h_cvtsd2si(a, m)),
+            ),
+            (
+                "cvttsd2si",
+                F64,
+                |a, _, m| f(f64_to_i32(a, true, m)),
+                |a, _, m| f(h_cvttsd2si(a, m)),
+            ),
+            (
+                "cvtsi2ss",
+                F32,
+                |a, _, m| f(i32_to_f32(a as i32, m)),
+                |a, _, m| f(h_cvtsi2ss(a as i32, m)),
+            ),
+        ];
+        trap::install();
+        let per_setting = cases().min(6_250);
+        let mut r = Rng(0x5EED_0901);
+        for (name, fmt, emu, host) in classes {
+            let mut c = Check::new(name);
+            for m in 0..16 {
+                for _ in 0..per_setting {
+                    // One exception unmasked, or a random set of them.
+                    let unmask = if r.next() & 1 != 0 {
+                        1 << r.below(6)
+                    } else {
+                        r.next() as u32 & 0x3F
+                    };
+                    let mx = mxcsr_of(m) & !(unmask << 7);
+                    let a = gen(&mut r, fmt);
+                    let b = gen_b(&mut r, fmt, a);
+                    let a = if name == "cvtsi2ss" {
+                        r.next() >> r.below(64)
+                    } else {
+                        a
+                    };
+                    let (er, ef) = emu(a, b, mx);
+                    let e_fault = ef & unmask != 0;
+                    trap::FAULTED.with(|c| c.set(false));
+                    let (hr, hf) = host(a, b, mx);
+                    let h_fault = trap::FAULTED.with(|c| c.get());
+                    let ok = ef == hf && e_fault == h_fault && (h_fault || er == hr);
+                    c.case(ok, || {
+                        format!(
+                            "a={a:#x} b={b:#x} mxcsr={mx:#06x}: emulated {er:#x} flags {ef:#x} \
+                             fault {e_fault}, host {hr:#x} flags {hf:#x} fault {h_fault}"
+                        )
+                    });
+                }
+            }
+            c.finish();
+        }
     }
 }
