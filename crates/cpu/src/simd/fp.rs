@@ -1198,17 +1198,26 @@ mod host_tests {
         }
     }
 
-    /// Runs `body` between loading `mx` into MXCSR and reading it back; returns the flags.
+    thread_local! {
+        /// Where the current [`host!`] block resumes after a fault.
+        static RESUME: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+        /// Whether the last [`host!`] block faulted.
+        static FAULTED: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
+    /// Runs the instructions between loading `mx` into MXCSR and reading it back; returns the
+    /// flags.
+    ///
     /// With an exception unmasked the instruction faults (#XM, SIGFPE on Linux): the
-    /// handler [`trap::on_fpe`] resumes at the label after the instructions, whose address the
-    /// block leaves in [`trap::RESUME`] beforehand, and sets [`trap::FAULTED`]; MXCSR then
-    /// holds the flags the processor set before faulting.
+    /// handler `trap::on_fpe` resumes at the label after the instructions, whose address the
+    /// block leaves in [`RESUME`] beforehand, and sets [`FAULTED`]; MXCSR then holds the flags
+    /// the processor set before faulting.
     macro_rules! host {
         ($mx:expr, [$($insn:expr),+], $($ops:tt)*) => {{
             let mx: u32 = $mx;
             let mut saved: u32 = 0;
             let mut out: u32 = 0;
-            let resume = trap::RESUME.with(|c| c.as_ptr());
+            let resume = RESUME.with(|c| c.as_ptr());
             // SAFETY: the instructions only read and write the named registers and the local
             // words passed by pointer; the caller's MXCSR is restored before the end, also
             // after a fault (the handler only moves the instruction pointer to label 2).
@@ -1231,6 +1240,7 @@ mod host_tests {
                     options(nostack),
                 );
             }
+            RESUME.with(|c| c.set(0));
             out & 0x3F
         }};
     }
@@ -1602,16 +1612,9 @@ mod host_tests {
     /// the faulting SSE instruction of a [`host!`] block.
     #[cfg(target_os = "linux")]
     mod trap {
-        use core::cell::Cell;
+        use super::{FAULTED, RESUME};
         use std::arch::{asm, global_asm};
         use std::sync::Once;
-
-        thread_local! {
-            /// Where the current [`host!`] block resumes after a fault.
-            pub(super) static RESUME: Cell<u64> = const { Cell::new(0) };
-            /// Whether the last block faulted.
-            pub(super) static FAULTED: Cell<bool> = const { Cell::new(false) };
-        }
 
         const SIGFPE: usize = 8;
         const SA_SIGINFO: u64 = 4;
@@ -1843,9 +1846,9 @@ mod host_tests {
                     };
                     let (er, ef) = emu(a, b, mx);
                     let e_fault = ef & unmask != 0;
-                    trap::FAULTED.with(|c| c.set(false));
+                    FAULTED.with(|c| c.set(false));
                     let (hr, hf) = host(a, b, mx);
-                    let h_fault = trap::FAULTED.with(|c| c.get());
+                    let h_fault = FAULTED.with(|c| c.get());
                     let ok = ef == hf && e_fault == h_fault && (h_fault || er == hr);
                     c.case(ok, || {
                         format!(
