@@ -408,8 +408,14 @@ fn mul(fmt: Fmt, a: &Op, b: &Op, mxcsr: u32) -> (u64, u32) {
         (Kind::Inf, _) | (_, Kind::Inf) => (fmt.inf(sign), de),
         (Kind::Zero, _) | (_, Kind::Zero) => (fmt.zero(sign), de),
         _ => {
-            let p = a.sig as u128 * b.sig as u128;
-            let (r, f) = round_pack(fmt, sign, a.exp + b.exp - 124, p, mxcsr);
+            let ((sa, ta), (sb, tb)) = (int_sig(fmt, a), int_sig(fmt, b));
+            // Two 24-bit significands multiply in 64 bits; two 53-bit ones need 128.
+            let p = if fmt.frac <= 23 {
+                (sa * sb) as u128
+            } else {
+                sa as u128 * sb as u128
+            };
+            let (r, f) = round_pack(fmt, sign, ta + tb, p, mxcsr);
             (r, f | de)
         }
     }
@@ -426,11 +432,20 @@ fn div(fmt: Fmt, a: &Op, b: &Op, mxcsr: u32) -> (u64, u32) {
         // Division by zero takes precedence over a denormal dividend.
         (_, Kind::Zero) => (fmt.inf(sign), ZE),
         _ => {
-            let n = (a.sig as u128) << 64;
-            let d = b.sig as u128;
-            let q = n / d;
-            let q = q | !n.is_multiple_of(d) as u128;
-            let (r, f) = round_pack(fmt, sign, a.exp - b.exp - 64, q, mxcsr);
+            // Long division in 64-bit steps until the quotient has p + 2 bits or more; the
+            // remainder becomes the sticky bit.
+            let ((sa, ta), (sb, tb)) = (int_sig(fmt, a), int_sig(fmt, b));
+            let p = fmt.frac + 1;
+            let step = 64 - p; // remainder < sb < 2^p, so remainder · 2^step fits
+            let (mut q, mut rem, mut bits) = (sa / sb, sa % sb, 0);
+            while bits < p + 2 {
+                let x = rem << step;
+                q = (q << step) | (x / sb);
+                rem = x % sb;
+                bits += step;
+            }
+            let q = q | (rem != 0) as u64;
+            let (r, f) = round_pack(fmt, sign, ta - tb - bits as i32, q as u128, mxcsr);
             (r, f | de)
         }
     }
