@@ -27,6 +27,10 @@ const TABLE_BITS: u32 = 16;
 const TABLE_SIZE: usize = 1 << TABLE_BITS;
 /// Ops in the arena before a full flush.
 const ARENA_OPS: usize = 1 << 19;
+/// [`CodeCache::exit`]: end the chain of blocks (back to the run loop's checks).
+pub(crate) const EXIT_STOP: u8 = 1;
+/// [`CodeCache::exit`]: leave this block for the next one (a taken branch).
+const EXIT_LEAVE: u8 = 2;
 /// Most ops in one block.
 const MAX_OPS: usize = 64;
 /// `Op::rm` value for a memory operand.
@@ -226,8 +230,10 @@ pub(crate) struct CodeCache {
     mem_gen: u64,
     /// Store page of the running block.
     cur_page: usize,
-    /// A write hit the running block's page: end the block.
-    pub stop: bool,
+    /// Why the running block must end after the current op: [`EXIT_STOP`] (a write hit
+    /// its page, MMIO, a slow op that did not fall through) and/or [`EXIT_LEAVE`] (a taken
+    /// conditional branch). One byte so the op loop tests it once.
+    pub exit: u8,
     /// Blocks built (statistics).
     pub built: u64,
 }
@@ -240,7 +246,7 @@ impl CodeCache {
             page_gen: Vec::new(),
             mem_gen: u64::MAX,
             cur_page: usize::MAX,
-            stop: false,
+            exit: 0,
             built: 0,
         }
     }
@@ -257,7 +263,7 @@ impl CodeCache {
             *g = g.wrapping_add(1);
         }
         if page == self.cur_page {
-            self.stop = true;
+            self.exit |= EXIT_STOP;
         }
     }
 }
@@ -887,7 +893,7 @@ impl Cpu {
             return Chain::NoBlock;
         }
         self.code.cur_page = page;
-        self.code.stop = false;
+        self.code.exit = 0;
         let start = ent.start as usize;
         let end = start + ent.count as usize;
         // The ops are moved out while they run (nothing an op does builds blocks; a flush
@@ -914,16 +920,13 @@ impl Cpu {
             }
             last = Some(op);
             self.icount += 1;
-            // MMIO and code invalidations set `stop`; I/O and HLT are `SlowEnd`.
-            if self.code.stop {
-                r = Chain::Stop;
-                break;
-            }
-            // A taken conditional branch leaves the block (one not taken falls through to
-            // the next op: blocks go on past conditional branches).
-            if matches!(op.kind, K::Jcc | K::JccFused)
-                && self.eip != base.wrapping_add(op.off as u32 + op.len as u32)
-            {
+            // MMIO and code invalidations stop the chain; I/O and HLT are `SlowEnd`. A taken
+            // conditional branch leaves the block (one not taken falls through to the next
+            // op: blocks go on past conditional branches).
+            if self.code.exit != 0 {
+                if self.code.exit & EXIT_STOP != 0 {
+                    r = Chain::Stop;
+                }
                 break;
             }
         }
@@ -1208,7 +1211,7 @@ fn h_slow<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
     }
     if o.kind == K::Slow && c.eip != at.wrapping_add(o.len as u32) {
         // A REP instruction that must resume, or anything unexpected: end here.
-        c.code.stop = true;
+        c.code.exit |= EXIT_STOP;
     }
     Ok(())
 }
@@ -1345,6 +1348,7 @@ fn h_jcc<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
     let next = next_eip(o, base);
     if c.cond(o.aux) {
         c.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+        c.code.exit |= EXIT_LEAVE;
     } else {
         c.eip = next;
     }
@@ -1358,6 +1362,7 @@ fn h_jcc_fused<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
     let l = &c.lf;
     if fused_cond(o.aux, o.reg, o.n as u32, l.a, l.b, l.res) {
         c.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+        c.code.exit |= EXIT_LEAVE;
     } else {
         c.eip = next;
     }

@@ -186,6 +186,11 @@ pub(crate) struct Seg {
     pub down: bool,
     /// D/B bit.
     pub big: bool,
+    /// Reads of `n` bytes at `off` are in the limit and allowed when `off + n <= rlim`
+    /// (expand-up readable segments: limit + 1; 0 sends every read to the full check).
+    pub rlim: u64,
+    /// The same for writes.
+    pub wlim: u64,
 }
 
 impl Seg {
@@ -212,6 +217,9 @@ impl Seg {
         self.wr = present && code_data && !code && rw;
         self.down = code_data && !code && a & 0x04 != 0;
         self.big = a & 0x4000 != 0;
+        let end = self.limit as u64 + 1;
+        self.rlim = if self.rd && !self.down { end } else { 0 };
+        self.wlim = if self.wr && !self.down { end } else { 0 };
     }
 
     pub(crate) fn dpl(&self) -> u8 {

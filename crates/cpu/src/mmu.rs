@@ -243,7 +243,9 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn rd_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32) -> Res<u32> {
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
-        if e.rtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
+        // One compare: the page's tag and natural alignment (an aligned access never crosses
+        // the page; unaligned ones take the slow path, which has its own TLB fast case).
+        if e.rtag == lin & (0xFFFF_F000 | (n - 1)) {
             let o = e.off as usize + (lin & 0xFFF) as usize;
             let s = bus.memory().store();
             if let Some(b) = s.get(o..o + n as usize) {
@@ -265,7 +267,7 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn wr_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32, v: u32) -> Res<()> {
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
-        if e.wtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
+        if e.wtag == lin & (0xFFFF_F000 | (n - 1)) {
             let o = e.off as usize + (lin & 0xFFF) as usize;
             let s = bus.memory().store_mut();
             match n {
@@ -314,6 +316,14 @@ impl Cpu {
         n: u32,
         user: bool,
     ) -> Res<u32> {
+        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        if e.rtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
+            // Unaligned inside a page the TLB maps.
+            let o = e.off as usize + (lin & 0xFFF) as usize;
+            if let Some(b) = bus.memory().store().get(o..o + n as usize) {
+                return Ok(b.iter().rev().fold(0, |v, &x| (v << 8) | x as u32));
+            }
+        }
         if (lin & 0xFFF) + n > 0x1000 {
             // Crosses a page: translate both pages before touching anything.
             let p0 = self.translate(bus, lin, Acc::Read, user)?;
@@ -344,6 +354,17 @@ impl Cpu {
         v: u32,
         user: bool,
     ) -> Res<()> {
+        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        if e.wtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
+            // Unaligned inside a page the TLB maps for writing.
+            let o = e.off as usize + (lin & 0xFFF) as usize;
+            if let Some(b) = bus.memory().store_mut().get_mut(o..o + n as usize) {
+                for (i, x) in b.iter_mut().enumerate() {
+                    *x = (v >> (8 * i)) as u8;
+                }
+                return Ok(());
+            }
+        }
         if (lin & 0xFFF) + n > 0x1000 {
             let p0 = self.translate(bus, lin, Acc::Write, user)?;
             let next = (lin | 0xFFF).wrapping_add(1);
@@ -387,7 +408,7 @@ impl Cpu {
             }
             None => {
                 self.io_done = true;
-                self.code.stop = true;
+                self.code.exit |= crate::block::EXIT_STOP;
                 bus.mmio_read(pa, n as u8, self.icount) & size_mask(n)
             }
         }
@@ -405,7 +426,7 @@ impl Cpu {
             Target::Rom(_) => {}
             Target::Mmio => {
                 self.io_done = true;
-                self.code.stop = true;
+                self.code.exit |= crate::block::EXIT_STOP;
                 bus.mmio_write(pa, n as u8, v & size_mask(n), self.icount);
             }
         }
@@ -417,6 +438,19 @@ impl Cpu {
     /// address.
     #[inline(always)]
     pub(crate) fn seg_check(&self, s: usize, off: u32, n: u32, write: bool) -> Res<u32> {
+        let sg = &self.segs[s];
+        // One compare for the common case: an expand-up segment that allows the access.
+        let lim = if write { sg.wlim } else { sg.rlim };
+        if off as u64 + n as u64 <= lim {
+            return Ok(sg.base.wrapping_add(off));
+        }
+        self.seg_check_full(s, off, n, write)
+    }
+
+    /// [`Cpu::seg_check`] for everything but the fast case: expand-down segments, access
+    /// rights, real mode, and the faults.
+    #[inline(never)]
+    fn seg_check_full(&self, s: usize, off: u32, n: u32, write: bool) -> Res<u32> {
         let sg = &self.segs[s];
         let ok = if write { sg.wr } else { sg.rd };
         let last = off.wrapping_add(n - 1);
