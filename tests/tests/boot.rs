@@ -187,6 +187,21 @@ fn linux_direct_boot_to_a_shell() {
     assert!(!irqs.contains("IO-APIC"), "/proc/interrupts:\n{irqs}");
     let dmesg = s.shell("dmesg", CMD);
     assert!(dmesg.contains("APIC: disable apic facility"), "{dmesg}");
+    // MMX, FXSR, SSE and SSE2 are advertised: the kernel saves FPU state with FXSAVE, and
+    // busybox's static glibc picks its SSE2 string and memory routines (every command below
+    // runs through them).
+    assert!(dmesg.contains("x87 FPU will use FXSAVE"), "{dmesg}");
+    let flags = s.shell("grep -m1 ^flags /proc/cpuinfo", CMD);
+    for f in ["mmx", "fxsr", "sse", "sse2"] {
+        assert!(flags.split_whitespace().any(|w| w == f), "no {f}: {flags}");
+    }
+    assert_eq!(
+        s.shell(
+            "dd if=/dev/zero bs=1024 count=4096 2>/dev/null | md5sum",
+            CMD
+        ),
+        "b5cfa9d6c8febd618f91ac2843d50a1c  -"
+    );
     // The TSC is calibrated against the PIT on the one virtual clock: 1000 MHz within 0.1%.
     let mhz: f64 = dmesg
         .lines()

@@ -662,6 +662,24 @@ fn decode(bytes: &[u8], big: bool) -> Option<Op> {
                     o.kind = K::Slow;
                 }
                 0xC8..=0xCF => o.kind = K::Slow,
+                // MMX, SSE and SSE2 (the interpreter runs them; the block goes on).
+                0x10..=0x17
+                | 0x28..=0x2F
+                | 0x50..=0x6F
+                | 0x74..=0x76
+                | 0x78..=0x7F
+                | 0xAE
+                | 0xC3
+                | 0xD0..=0xFE => {
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    o.kind = K::Slow;
+                }
+                0x70..=0x73 | 0xC2 | 0xC4..=0xC6 => {
+                    modrm(&mut r, &mut o, a32, seg)?;
+                    r.u8()?;
+                    o.kind = K::Slow;
+                }
+                0x77 => o.kind = K::Slow,
                 _ => return Some(o),
             }
         }
@@ -1707,6 +1725,37 @@ mod tests {
         assert_eq!(c.icount(), 8);
         // One block up to the HLT after the not-taken JE, one for the final HLT.
         assert!(c.code.built <= 2, "{} blocks built", c.code.built);
+    }
+
+    #[test]
+    fn simd_instructions_stay_inside_blocks() {
+        let mut b = TestBus::new(1 << 20).unwrap();
+        let code = [
+            0x66, 0x0F, 0xEF, 0xC0, // pxor xmm0, xmm0
+            0x66, 0x0F, 0x6E, 0xC8, // movd xmm1, eax
+            0x66, 0x0F, 0x70, 0xD1, 0x00, // pshufd xmm2, xmm1, 0
+            0x0F, 0x77, // emms
+            0x66, 0x0F, 0x73, 0xD8, 0x04, // psrldq xmm0, 4
+            0x66, 0x0F, 0x7E, 0xD3, // movd ebx, xmm2
+            0xF3, 0x0F, 0x7E, 0x1D, 0x00, 0x60, 0x00, 0x00, // movq xmm3, [0x6000]
+            0x66, 0x0F, 0xC5, 0xCB, 0x01, // pextrw ecx, xmm3, 1
+            0x0F, 0xAE, 0xF8, // sfence
+            0x0F, 0xC2, 0xD3, 0x00, // cmpeqps xmm2, xmm3
+            0xF4, // hlt
+        ];
+        b.load(0x4000, &code);
+        b.load(0x6000, &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
+        let mut c = Cpu::new();
+        c.setup_flat32(0x4000);
+        c.set_cr4(1 << 9);
+        c.regs[0] = 0x1234_5678;
+        assert_eq!(c.run(&mut b, u64::MAX), CpuExit::Halted);
+        assert_eq!(c.regs[3], 0x1234_5678);
+        assert_eq!(c.regs[1], 0x4433);
+        assert_eq!(c.eip, 0x4000 + code.len() as u32);
+        assert_eq!(c.icount(), 11);
+        // Every instruction decoded to its length: one block.
+        assert_eq!(c.code.built, 1);
     }
 
     #[test]

@@ -2481,7 +2481,7 @@ const HAS_MODRM: [bool; 256] = {
     t
 };
 
-/// CPUID.1 EDX: FPU DE PSE TSC MSR CX8 SEP PGE CMOV.
+/// CPUID.1 EDX: FPU DE PSE TSC MSR CX8 SEP PGE CMOV MMX FXSR SSE SSE2.
 pub const CPUID_FEATURES_EDX: u32 = (1 << 0)
     | (1 << 2)
     | (1 << 3)
@@ -2490,7 +2490,11 @@ pub const CPUID_FEATURES_EDX: u32 = (1 << 0)
     | (1 << 8)
     | (1 << 11)
     | (1 << 13)
-    | (1 << 15);
+    | (1 << 15)
+    | (1 << 23)
+    | (1 << 24)
+    | (1 << 25)
+    | (1 << 26);
 
 #[allow(dead_code)]
 const _: u32 = AC | ID | NT | CR0_WP;

@@ -11,7 +11,6 @@
 //! once it has completed, sets TOP = 0 and every tag valid. XMM values are `u128` with lane
 //! 0 in the low bits; memory is little endian, so a 128-bit load is the plain value.
 
-#[allow(dead_code)]
 pub(crate) mod fp;
 mod int;
 mod sse;
