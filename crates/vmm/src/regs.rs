@@ -200,22 +200,105 @@ pub fn format_registers(r: &Registers, a20: bool, halted: bool) -> String {
         r.dr[0], r.dr[1], r.dr[2], r.dr[3], r.dr[6], r.dr[7]
     ));
     s.push_str("EFER=0000000000000000\n");
-    s.push_str(&format!(
-        "FCW={:04x} FSW={:04x} [ST={}] FTW={:02x} MXCSR=00001f80\n",
-        r.fpu_cw,
-        r.fpu_sw,
-        (r.fpu_sw >> 11) & 7,
-        (0..8).fold(0u8, |acc, i| if (r.fpu_tw >> (2 * i)) & 3 != 3 {
+    let top = usize::from((r.fpu_sw >> 11) & 7);
+    // FTW as the abbreviated tag byte: bit i set when physical register i is not empty.
+    let ftw = (0..8).fold(0u8, |acc, i| {
+        if (r.fpu_tw >> (2 * i)) & 3 != 3 {
             acc | (1 << i)
         } else {
             acc
-        })
+        }
+    });
+    s.push_str(&format!(
+        "FCW={:04x} FSW={:04x} [ST={}] FTW={:02x} MXCSR={:08x}\n",
+        r.fpu_cw, r.fpu_sw, top, ftw, r.mxcsr
     ));
-    for (i, st) in r.fpu_st.iter().enumerate() {
+    // FPRn is physical register Rn (the one MMn aliases); `fpu_st` is indexed by ST(i), and
+    // ST(i) is R((TOP + i) mod 8), so Rn is ST((n - TOP) mod 8).
+    for phys in 0..8usize {
+        let st = r.fpu_st[(phys + 8 - top) & 7];
         let mant = u64::from_le_bytes([st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7]]);
         let exp = u16::from_le_bytes([st[8], st[9]]);
-        s.push_str(&format!("FPR{i}={mant:016x} {exp:04x}"));
+        s.push_str(&format!("FPR{phys}={mant:016x} {exp:04x}"));
+        s.push(if phys % 2 == 1 { '\n' } else { ' ' });
+    }
+    // XMMnn as one 128-bit hex number (high quadword first), two registers per line.
+    for (i, [lo, hi]) in r.xmm.iter().enumerate() {
+        s.push_str(&format!("XMM{i:02}={hi:016x}{lo:016x}"));
         s.push(if i % 2 == 1 { '\n' } else { ' ' });
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_registers;
+    use wasm86_cpu::Cpu;
+
+    /// The lines from the FPU line to the end of the dump.
+    fn fpu_tail(text: &str) -> Vec<&str> {
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("FCW="))
+            .expect("no FCW line");
+        lines[at..].to_vec()
+    }
+
+    #[test]
+    fn reset_cpu_prints_mxcsr_and_zero_xmm_registers() {
+        let cpu = Cpu::new();
+        let text = format_registers(&cpu.registers(), true, false);
+        assert!(text.ends_with('\n'), "{text}");
+        let tail = fpu_tail(&text);
+        assert_eq!(tail.len(), 1 + 4 + 4, "{text}");
+        assert!(tail[0].ends_with(" MXCSR=00001f80"), "{text}");
+        for (n, line) in tail[5..].iter().enumerate() {
+            let (a, b) = (2 * n, 2 * n + 1);
+            assert_eq!(
+                *line,
+                format!("XMM{a:02}={z} XMM{b:02}={z}", z = "0".repeat(32)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn restored_xmm_mxcsr_and_fpu_print_in_qemu_layout() {
+        let mut cpu = Cpu::new();
+        let mut st = cpu.state();
+        for (i, x) in st.xmm.iter_mut().enumerate() {
+            let i = i as u64;
+            *x = [0x0011_2233_4455_6677 + i, 0x8899_aabb_ccdd_ee00 | (i << 4)];
+        }
+        st.xmm[7] = [u64::MAX, 0x8000_0000_0000_0001];
+        st.mxcsr = 0x0000_9fa1;
+        // TOP = 6; R6 and R7 hold values (ST0 and ST1), the rest are empty.
+        st.fpu.cw = 0x037f;
+        st.fpu.sw = (6 << 11) | 0x0001;
+        st.fpu.tw = 0x0fff;
+        for (n, r) in st.fpu.regs.iter_mut().enumerate() {
+            let mut b = [0u8; 10];
+            b[..8].copy_from_slice(&(0x8000_0000_0000_0000u64 | n as u64).to_le_bytes());
+            b[8..].copy_from_slice(&(0x3fff + n as u16).to_le_bytes());
+            *r = b;
+        }
+        cpu.restore(&st).expect("restore");
+        let text = format_registers(&cpu.registers(), true, false);
+        let want = [
+            "FCW=037f FSW=3001 [ST=6] FTW=c0 MXCSR=00009fa1",
+            "FPR0=8000000000000000 3fff FPR1=8000000000000001 4000",
+            "FPR2=8000000000000002 4001 FPR3=8000000000000003 4002",
+            "FPR4=8000000000000004 4003 FPR5=8000000000000005 4004",
+            "FPR6=8000000000000006 4005 FPR7=8000000000000007 4006",
+            "XMM00=8899aabbccddee000011223344556677 XMM01=8899aabbccddee100011223344556678",
+            "XMM02=8899aabbccddee200011223344556679 XMM03=8899aabbccddee30001122334455667a",
+            "XMM04=8899aabbccddee40001122334455667b XMM05=8899aabbccddee50001122334455667c",
+            "XMM06=8899aabbccddee60001122334455667d XMM07=8000000000000001ffffffffffffffff",
+        ];
+        assert_eq!(fpu_tail(&text), want, "{text}");
+        // The register lines before the FPU are untouched by the additions.
+        assert!(text.starts_with("EAX="), "{text}");
+        assert!(text.contains("\nEFER=0000000000000000\nFCW="), "{text}");
+    }
 }
