@@ -126,6 +126,7 @@ impl Cpu {
                     BlockExit::Done => {
                         if self.io_done {
                             self.io_done = false;
+                            self.report_ferr(bus);
                             self.check_mem_generation(bus.memory());
                             if bus.exit_requested() {
                                 return CpuExit::ExitRequested;
@@ -144,6 +145,7 @@ impl Cpu {
                         }
                         if self.io_done {
                             self.io_done = false;
+                            self.report_ferr(bus);
                             self.check_mem_generation(bus.memory());
                             if bus.exit_requested() {
                                 return CpuExit::ExitRequested;
@@ -197,6 +199,7 @@ impl Cpu {
             }
             if self.io_done {
                 self.io_done = false;
+                self.report_ferr(bus);
                 self.check_mem_generation(bus.memory());
                 if bus.exit_requested() {
                     return CpuExit::ExitRequested;
@@ -1094,8 +1097,12 @@ impl Cpu {
                 if self.cr0 & (CR0_TS | CR0_MP) == (CR0_TS | CR0_MP) {
                     return fault(vec::NM, None);
                 }
-                if self.fpu.wait_check() && self.cr0 & CR0_NE != 0 {
-                    return fault(vec::MF, None);
+                self.ferr_sync(bus);
+                if self.fpu.wait_check() {
+                    if self.cr0 & CR0_NE != 0 {
+                        return fault(vec::MF, None);
+                    }
+                    self.ferr_assert(bus);
                 }
             }
             0x9C => {
@@ -1863,16 +1870,32 @@ impl Cpu {
             opcode: (((op & 7) as u16) << 8) | m as u16,
             eflags: self.get_eflags(),
         };
+        self.ferr_sync(bus);
+        let ne = self.cr0 & CR0_NE != 0;
         let mut fpu = std::mem::take(&mut self.fpu);
+        let mut signal = false;
         let r = {
             let mut mem = FpuMem {
                 cpu: self,
                 bus,
                 seg,
             };
-            fpu.execute(op, m, ea, &ctx, &mut mem)
+            match fpu.execute(op, m, ea, &ctx, &mut mem) {
+                // CR0.NE = 0: FERR# goes out and the instruction proceeds (PC chipsets route
+                // FERR# to IRQ13 and assert IGNNE# once software writes port F0; this CPU
+                // never freezes at the waiting instruction).
+                Err(FpuError::PendingException) if !ne => {
+                    signal = true;
+                    fpu.execute_ignne(op, m, ea, &ctx, &mut mem)
+                }
+                r => r,
+            }
         };
         self.fpu = fpu;
+        if signal {
+            self.ferr_assert(bus);
+        }
+        self.ferr_sync(bus);
         match r {
             Ok(FpuOutcome::Done) => Ok(()),
             Ok(FpuOutcome::StoreAx(v)) => {
@@ -1886,13 +1909,39 @@ impl Cpu {
             }
             Err(FpuError::Undefined) => ud(),
             Err(FpuError::Fault(f)) => Err(f),
-            Err(FpuError::PendingException) => {
-                if self.cr0 & CR0_NE != 0 {
-                    fault(vec::MF, None)
-                } else {
-                    Ok(())
-                }
-            }
+            Err(FpuError::PendingException) => fault(vec::MF, None),
+        }
+    }
+
+    /// A waiting x87/MMX instruction found an unmasked exception pending with CR0.NE = 0:
+    /// FERR# goes high (once; it stays high while the exception is pending).
+    fn ferr_assert<B: Bus>(&mut self, bus: &mut B) {
+        if !self.ferr {
+            self.ferr = true;
+            // The interrupt line may have changed: end the running block here.
+            self.code.exit |= crate::block::EXIT_STOP;
+            bus.ferr(true);
+        }
+    }
+
+    /// FERR# follows the FPU's ES bit down: FNCLEX, FNINIT, FNSAVE, FRSTOR/FLDENV of a clean
+    /// status, FLDCW masking the pending exception (checked after every x87 instruction), and
+    /// FXRSTOR (noticed at the next x87, WAIT or MMX instruction).
+    fn ferr_sync<B: Bus>(&mut self, bus: &mut B) {
+        if self.ferr && !self.fpu.wait_check() {
+            self.ferr = false;
+            self.ferr_notify = false;
+            self.code.exit |= crate::block::EXIT_STOP;
+            bus.ferr(false);
+        }
+    }
+
+    /// Reports a FERR# change made where the bus was out of reach (`simd_need`).
+    #[inline]
+    fn report_ferr<B: Bus>(&mut self, bus: &mut B) {
+        if self.ferr_notify {
+            self.ferr_notify = false;
+            bus.ferr(self.ferr);
         }
     }
 

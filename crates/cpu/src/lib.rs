@@ -71,6 +71,12 @@ pub trait Bus {
     /// Whether the machine wants `run` to return now. Polled after every I/O or MMIO
     /// instruction.
     fn exit_requested(&mut self) -> bool;
+    /// The FERR# output changed (PC-style x87 error reporting with CR0.NE = 0). `true`: a
+    /// waiting x87 or MMX instruction found an unmasked exception pending (the PC routes
+    /// this to IRQ13); `false`: the FPU's ES bit went back to 0 (FNCLEX, FNINIT, FNSAVE,
+    /// FRSTOR/FLDENV/FXRSTOR of a clean status, FLDCW masking the exception). Called only on
+    /// changes.
+    fn ferr(&mut self, level: bool);
 }
 
 /// Why [`Cpu::run`] returned.
@@ -313,6 +319,11 @@ pub struct Cpu {
     pub(crate) mxcsr: u32,
     /// Decoded blocks.
     pub(crate) code: block::CodeCache,
+    /// FERR# level as last reported to the bus.
+    pub(crate) ferr: bool,
+    /// FERR# was asserted where the bus was out of reach (MMX instructions): the run loop
+    /// reports it after the instruction (set together with `io_done`).
+    pub(crate) ferr_notify: bool,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -383,6 +394,8 @@ impl Cpu {
             xmm: [0; 8],
             mxcsr: simd::MXCSR_RESET,
             code: block::CodeCache::new(),
+            ferr: false,
+            ferr_notify: false,
         };
         c.reset();
         c
@@ -426,6 +439,9 @@ impl Cpu {
         self.msr_bios_sign = 0;
         self.msr_debugctl = 0;
         self.fpu.reset();
+        // The board drops its FERR#/IGNNE# latch on its own reset.
+        self.ferr = false;
+        self.ferr_notify = false;
         self.xmm = [0; 8];
         self.mxcsr = simd::MXCSR_RESET;
         self.tlb_user = 0;

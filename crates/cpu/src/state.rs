@@ -126,11 +126,13 @@ pub struct CpuState {
     pub xmm: [[u64; 2]; 8],
     /// MXCSR.
     pub mxcsr: u32,
+    /// FERR# level (CR0.NE = 0 error reporting): the board's IRQ13 latch follows it.
+    pub ferr: bool,
 }
 
-/// Current [`CpuState::version`]. Version 2 added `xmm` and `mxcsr`; version 1 states are
-/// refused (postcard could not read them into this struct anyway).
-pub const CPU_STATE_VERSION: u32 = 2;
+/// Current [`CpuState::version`]. Version 2 added `xmm` and `mxcsr`, version 3 `ferr`; older
+/// states are refused (postcard could not read them into this struct anyway).
+pub const CPU_STATE_VERSION: u32 = 3;
 
 fn xmm_view(x: &[u128; 8]) -> [[u64; 2]; 8] {
     x.map(|v| [v as u64, (v >> 64) as u64])
@@ -241,6 +243,7 @@ impl Cpu {
             fpu: self.fpu.state(),
             xmm: xmm_view(&self.xmm),
             mxcsr: self.mxcsr,
+            ferr: self.ferr,
         }
     }
 
@@ -303,6 +306,8 @@ impl Cpu {
         self.msr_debugctl = s.msr_debugctl;
         self.xmm = s.xmm.map(|[lo, hi]| (hi as u128) << 64 | lo as u128);
         self.mxcsr = s.mxcsr;
+        self.ferr = s.ferr;
+        self.ferr_notify = false;
         self.flush_tlb_all();
         self.flush_code_cache();
         self.update_breakpoints();

@@ -44,6 +44,8 @@ pub struct TestBus {
     pub exit: bool,
     /// Number of MMIO accesses.
     pub mmio_count: u64,
+    /// Every FERR# change reported by the CPU, in order.
+    pub ferr_log: Vec<bool>,
 }
 
 impl TestBus {
@@ -58,6 +60,7 @@ impl TestBus {
             tsc_per_insn: 1,
             exit: false,
             mmio_count: 0,
+            ferr_log: Vec::new(),
         })
     }
 
@@ -180,5 +183,9 @@ impl Bus for TestBus {
 
     fn exit_requested(&mut self) -> bool {
         self.exit
+    }
+
+    fn ferr(&mut self, level: bool) {
+        self.ferr_log.push(level);
     }
 }

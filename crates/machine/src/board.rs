@@ -123,6 +123,11 @@ pub struct Board {
     pub(crate) kbc_a20: bool,
     /// Last A20 from port 0x92.
     pub(crate) port92_a20: bool,
+    /// FERR# from the CPU (an unmasked x87 error reported with CR0.NE = 0).
+    pub ferr: bool,
+    /// IGNNE# latch: set by a write to port 0xF0 while FERR# is asserted, dropped when FERR#
+    /// goes low. IRQ13 = FERR# and not IGNNE#.
+    pub ignne: bool,
 }
 
 impl Board {
@@ -192,6 +197,7 @@ impl Board {
         self.pic.set_irq(4, com[4]);
         self.pic.set_irq(6, self.fdc.irq_level());
         self.pic.set_irq(8, self.rtc.irq_level());
+        self.pic.set_irq(13, self.ferr && !self.ignne);
         self.pic.set_irq(14, self.ide.irq_level(0));
         self.pic.set_irq(15, self.ide.irq_level(1));
     }
@@ -281,6 +287,9 @@ impl Board {
                 self.fdc.pump(&mut DmaPort(&mut self.dma), &mut self.mem);
             }
             0x402 => self.debugcon.write(v),
+            // Coprocessor error acknowledge (any value): drops IRQ13 and asserts IGNNE#
+            // until FERR# goes low (sync_irqs after the access updates the line).
+            0xF0 => self.ignne = self.ferr,
             0xF4 => {
                 self.debug_exit.write(v as u32);
                 if let Some(code) = self.debug_exit.take_exit_request() {
@@ -505,5 +514,13 @@ impl Bus for Board {
 
     fn exit_requested(&mut self) -> bool {
         std::mem::take(&mut self.exit_now)
+    }
+
+    fn ferr(&mut self, level: bool) {
+        self.ferr = level;
+        if !level {
+            self.ignne = false;
+        }
+        self.pic.set_irq(13, level && !self.ignne);
     }
 }

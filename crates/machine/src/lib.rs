@@ -186,6 +186,8 @@ fn new_board(config: &MachineConfig, mem: Memory) -> Board {
         vga_mmio: None,
         kbc_a20: true,
         port92_a20: false,
+        ferr: false,
+        ignne: false,
     }
 }
 
@@ -402,6 +404,8 @@ impl Machine {
         let b = &mut self.board;
         b.kbc_a20 = true;
         b.port92_a20 = false;
+        b.ferr = false;
+        b.ignne = false;
         b.requests = Requests::default();
         if let Some(id) = b.vga_rom {
             let _ = b.mem.move_rom(id, None);

@@ -463,6 +463,31 @@ impl Fpu {
         ctx: &FpuContext,
         mem: &mut M,
     ) -> Result<FpuOutcome, FpuError<M::Fault>> {
+        self.execute_checked(op, modrm, ea, ctx, mem, true)
+    }
+
+    /// [`Fpu::execute`] with IGNNE# asserted: a waiting instruction proceeds even when an
+    /// unmasked exception is pending (the exception stays pending).
+    pub fn execute_ignne<M: FpuMemory>(
+        &mut self,
+        op: u8,
+        modrm: u8,
+        ea: Option<u32>,
+        ctx: &FpuContext,
+        mem: &mut M,
+    ) -> Result<FpuOutcome, FpuError<M::Fault>> {
+        self.execute_checked(op, modrm, ea, ctx, mem, false)
+    }
+
+    fn execute_checked<M: FpuMemory>(
+        &mut self,
+        op: u8,
+        modrm: u8,
+        ea: Option<u32>,
+        ctx: &FpuContext,
+        mem: &mut M,
+        check_pending: bool,
+    ) -> Result<FpuOutcome, FpuError<M::Fault>> {
         let kind = classify(op, modrm).ok_or(FpuError::Undefined)?;
         let is_mem = modrm < 0xC0;
         let addr = match (is_mem, ea) {
@@ -470,7 +495,7 @@ impl Fpu {
             (true, None) => return Err(FpuError::Undefined),
             _ => 0,
         };
-        if kind != Kind::NoWait && self.wait_check() {
+        if check_pending && kind != Kind::NoWait && self.wait_check() {
             return Err(FpuError::PendingException);
         }
         let out = if is_mem {

@@ -105,15 +105,27 @@ impl Cpu {
     }
 
     /// Raises the exceptions `need` calls for, in the processor's order.
-    pub(crate) fn simd_need(&self, need: Need) -> Res<()> {
+    /// With CR0.NE = 0 a pending x87 exception asserts FERR# instead (IRQ13 on a PC) and the
+    /// instruction proceeds; the run loop reports the change to the bus after the
+    /// instruction.
+    pub(crate) fn simd_need(&mut self, need: Need) -> Res<()> {
         if self.cr0 & CR0_EM != 0 || need != Need::Mmx && self.cr4 & CR4_OSFXSR == 0 {
             return ud();
         }
         if self.cr0 & CR0_TS != 0 {
             return fault(vec::NM, None);
         }
-        if need != Need::Sse && self.fpu.wait_check() && self.cr0 & CR0_NE != 0 {
-            return fault(vec::MF, None);
+        if need != Need::Sse {
+            let pending = self.fpu.wait_check();
+            if pending && self.cr0 & CR0_NE != 0 {
+                return fault(vec::MF, None);
+            }
+            if pending != self.ferr {
+                self.ferr = pending;
+                self.ferr_notify = true;
+                self.io_done = true;
+                self.code.exit |= crate::block::EXIT_STOP;
+            }
         }
         Ok(())
     }
