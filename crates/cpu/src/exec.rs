@@ -51,6 +51,35 @@ struct FpuMem<'a, B: Bus> {
     cpu: &'a mut Cpu,
     bus: &'a mut B,
     seg: usize,
+    /// Alignment the instruction's memory operand needs for #AC (0: none or already
+    /// checked). Checked at the first access, after its own segment and page checks.
+    align: u32,
+}
+
+impl<B: Bus> FpuMem<'_, B> {
+    fn align_check(&mut self, offset: u32) -> Result<(), Fault> {
+        if self.align > 1 {
+            let a = std::mem::take(&mut self.align);
+            self.cpu.align_check(self.seg, offset, a)?;
+        }
+        Ok(())
+    }
+}
+
+/// Alignment of an x87 memory operand for #AC (SDM vol. 3 table 6-7): m16 2, m32 4, m64 and
+/// m80 8, FLDENV/FSTENV/FRSTOR/FSAVE images 4 (32-bit operand size) or 2.
+fn fpu_align(op: u8, modrm: u8, op32: bool) -> u32 {
+    if modrm >= 0xC0 {
+        return 0;
+    }
+    let env = if op32 { 4 } else { 2 };
+    match (op, (modrm >> 3) & 7) {
+        (0xD8 | 0xDA, _) | (0xD9, 0..=3) | (0xDB, 0..=3) => 4,
+        (0xDC, _) | (0xDD, 0..=3) | (0xDB, 5 | 7) | (0xDF, 4..=7) => 8,
+        (0xDE, _) | (0xD9, 5 | 7) | (0xDD, 7) | (0xDF, 0..=3) => 2,
+        (0xD9, 4 | 6) | (0xDD, 4 | 6) => env,
+        _ => 0,
+    }
 }
 
 impl<B: Bus> FpuMemory for FpuMem<'_, B> {
@@ -61,7 +90,7 @@ impl<B: Bus> FpuMemory for FpuMem<'_, B> {
                 .cpu
                 .rd(self.bus, self.seg, offset.wrapping_add(i as u32), 1)? as u8;
         }
-        Ok(())
+        self.align_check(offset)
     }
     fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), Fault> {
         if data.is_empty() {
@@ -75,6 +104,7 @@ impl<B: Bus> FpuMemory for FpuMem<'_, B> {
             offset.wrapping_add(data.len() as u32 - 1),
             1,
         )?;
+        self.align_check(offset)?;
         for (i, b) in data.iter().enumerate() {
             self.cpu.wr(
                 self.bus,
@@ -1782,6 +1812,10 @@ impl Cpu {
         src_seg: usize,
         max: u64,
     ) -> u64 {
+        if n > 1 && self.ac_armed() {
+            // Misaligned elements must raise #AC: the per-element path checks them.
+            return 0;
+        }
         let count = (self.regs[1] & am) as u64;
         let di = self.regs[7] & am;
         let (dst, kd) = self.bulk_span(bus, sreg::ES, di, n, am, true);
@@ -1879,6 +1913,7 @@ impl Cpu {
                 cpu: self,
                 bus,
                 seg,
+                align: fpu_align(op, m, p.op32),
             };
             match fpu.execute(op, m, ea, &ctx, &mut mem) {
                 // CR0.NE = 0: FERR# goes out and the instruction proceeds (PC chipsets route
@@ -1993,6 +2028,10 @@ impl Cpu {
                         let (s, off) = Self::mem_only(o)?;
                         let t = if r == 0 { self.gdtr } else { self.idtr };
                         self.probe_write(bus, s, off, 6)?;
+                        // A word then a dword: with alignment checking only an address
+                        // that is 2 modulo 4 passes (SDM vol. 3 §3.5.1); checked before
+                        // either store.
+                        self.align_check(s, off.wrapping_add(2), 4)?;
                         self.wr(bus, s, off, 2, t.limit)?;
                         let base = if p.op32 { t.base } else { t.base & 0x00FF_FFFF };
                         self.wr(bus, s, off.wrapping_add(2), 4, base)?;
@@ -2302,6 +2341,7 @@ impl Cpu {
                 let lo = self.rd(bus, s, off, 4)?;
                 let hi = self.rd(bus, s, off.wrapping_add(4), 4)?;
                 self.probe_write(bus, s, off, 8)?;
+                self.align_check(s, off, 8)?;
                 if lo == self.regs[0] && hi == self.regs[2] {
                     let (b, c) = (self.regs[3], self.regs[1]);
                     self.wr(bus, s, off, 4, b)?;

@@ -141,6 +141,7 @@ pub(crate) mod vec {
     pub const GP: u8 = 13;
     pub const PF: u8 = 14;
     pub const MF: u8 = 16;
+    pub const AC: u8 = 17;
 }
 
 pub(crate) type Res<T> = Result<T, Fault>;
@@ -324,6 +325,8 @@ pub struct Cpu {
     /// FERR# was asserted where the bus was out of reach (MMX instructions): the run loop
     /// reports it after the instruction (set together with `io_done`).
     pub(crate) ferr_notify: bool,
+    /// Event delivery in progress: its stack accesses never raise #AC.
+    pub(crate) no_ac: bool,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -396,6 +399,7 @@ impl Cpu {
             code: block::CodeCache::new(),
             ferr: false,
             ferr_notify: false,
+            no_ac: false,
         };
         c.reset();
         c

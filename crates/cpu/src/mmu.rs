@@ -27,6 +27,8 @@ const PTE_G: u32 = 0x100;
 
 pub(crate) const CR0_PE: u32 = 1;
 pub(crate) const CR0_WP: u32 = 1 << 16;
+/// Alignment mask: #AC for misaligned user data accesses when EFLAGS.AC is set too.
+pub(crate) const CR0_AM: u32 = 1 << 18;
 pub(crate) const CR0_PG: u32 = 1 << 31;
 pub(crate) const CR4_PSE: u32 = 1 << 4;
 pub(crate) const CR4_PGE: u32 = 1 << 7;
@@ -298,6 +300,42 @@ impl Cpu {
         self.wr_lin_slow(bus, lin, n, v, user)
     }
 
+    /// Whether misaligned data accesses raise #AC now: CR0.AM, EFLAGS.AC, CPL 3 (V86
+    /// included), and not inside event delivery (its stack pushes are implicit accesses).
+    #[inline]
+    pub(crate) fn ac_armed(&self) -> bool {
+        self.cr0 & CR0_AM != 0
+            && self.eflags & crate::flags::AC != 0
+            && self.cpl == 3
+            && !self.no_ac
+    }
+
+    /// #AC(0) for an operand of `size` (2, 4, 8) bytes at `seg:off` that is accessed in
+    /// several naturally aligned pieces (m64, far pointers, FPU environments): callers check
+    /// it after the pieces' own #GP/#SS/#PF checks.
+    pub(crate) fn align_check(&self, s: usize, off: u32, size: u32) -> Res<()> {
+        if self.ac_armed() && self.segs[s].base.wrapping_add(off) & (size - 1) != 0 {
+            return fault(vec::AC, Some(0));
+        }
+        Ok(())
+    }
+
+    /// A misaligned user access with alignment checking on: the page checks come first,
+    /// then #AC(0).
+    #[cold]
+    #[inline(never)]
+    fn ac_fault<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32, acc: Acc, user: bool) -> Fault {
+        if let Err(f) = self.translate(bus, lin, acc, user) {
+            return f;
+        }
+        if (lin & 0xFFF) + n > 0x1000 {
+            if let Err(f) = self.translate(bus, (lin | 0xFFF).wrapping_add(1), acc, user) {
+                return f;
+            }
+        }
+        Fault::new(vec::AC, Some(0))
+    }
+
     /// Supervisor-mode (system) read: descriptor tables, TSS.
     pub(crate) fn rd_sys<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32) -> Res<u32> {
         self.rd_lin_slow(bus, lin, n, false)
@@ -316,6 +354,11 @@ impl Cpu {
         n: u32,
         user: bool,
     ) -> Res<u32> {
+        // Every misaligned access comes here (the fast path's tag compare includes natural
+        // alignment); system accesses pass `user` false and fetches are single bytes.
+        if user && lin & (n - 1) != 0 && self.ac_armed() {
+            return Err(self.ac_fault(bus, lin, n, Acc::Read, user));
+        }
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
         if e.rtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
             // Unaligned inside a page the TLB maps.
@@ -354,6 +397,9 @@ impl Cpu {
         v: u32,
         user: bool,
     ) -> Res<()> {
+        if user && lin & (n - 1) != 0 && self.ac_armed() {
+            return Err(self.ac_fault(bus, lin, n, Acc::Write, user));
+        }
         let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
         if e.wtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
             // Unaligned inside a page the TLB maps for writing.

@@ -663,6 +663,20 @@ impl Cpu {
         soft: bool,
         ext: bool,
     ) -> Res<()> {
+        self.no_ac = true;
+        let r = self.deliver_event(bus, vector, code, soft, ext);
+        self.no_ac = false;
+        r
+    }
+
+    fn deliver_event<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        vector: u8,
+        code: Option<u32>,
+        soft: bool,
+        ext: bool,
+    ) -> Res<()> {
         self.halted = false;
         if !self.pe() {
             return self.deliver_real(bus, vector);

@@ -171,6 +171,11 @@ impl Cpu {
             let w = self.rd(bus, s, off.wrapping_add(4 * i), 4)?;
             v |= (w as u128) << (32 * i);
         }
+        // m64 (and unaligned m128, whose #AC the SDM leaves to the implementation) must be
+        // 8-byte aligned under alignment checking; the 4-byte pieces checked only 4.
+        if n >= 8 && !align {
+            self.align_check(s, off, 8)?;
+        }
         Ok(v)
     }
 
@@ -188,6 +193,9 @@ impl Cpu {
             return gp(0);
         }
         self.probe_write(bus, s, off, n)?;
+        if n >= 8 && !align {
+            self.align_check(s, off, 8)?;
+        }
         for i in 0..n / 4 {
             self.wr(bus, s, off.wrapping_add(4 * i), 4, (v >> (32 * i)) as u32)?;
         }
