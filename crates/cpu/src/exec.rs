@@ -3,10 +3,10 @@
 use crate::block::BlockExit;
 use crate::flags::{
     parity, sign_bit, size_mask, Lazy, AC, AF, ARITH, CF, DF, ID, IF, IOPL, K_ADD, K_LOGIC, K_SUB,
-    NT, OF, PF, RF, SF, TF, VM, ZF,
+    NT, OF, PF, RF, SF, TF, VIF, VIP, VM, ZF,
 };
 use crate::fpu_impl::{FpuContext, FpuError, FpuMemory, FpuOutcome};
-use crate::mmu::{CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PSE};
+use crate::mmu::{CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, CR4_PVI, CR4_VME};
 use crate::seg::is_double;
 use crate::{fault, gp, sreg, ud, vec, Bus, Cpu, CpuExit, Fault, Res, CPUID_SIGNATURE};
 
@@ -42,9 +42,15 @@ const CR0_CD: u32 = 1 << 30;
 const CR0_VALID: u32 = 0xE005_003F;
 const CR4_TSD: u32 = 1 << 2;
 const CR4_DE: u32 = 1 << 3;
-/// CR4 bits of this CPU: TSD, DE, PSE, PGE, OSFXSR, OSXMMEXCPT (no VME/PVI, PAE, MCE, PCE).
-const CR4_VALID: u32 =
-    CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE | crate::simd::CR4_OSFXSR | crate::simd::CR4_OSXMMEXCPT;
+/// CR4 bits of this CPU: VME, PVI, TSD, DE, PSE, PGE, OSFXSR, OSXMMEXCPT (no PAE, MCE, PCE).
+const CR4_VALID: u32 = CR4_VME
+    | CR4_PVI
+    | CR4_TSD
+    | CR4_DE
+    | CR4_PSE
+    | CR4_PGE
+    | crate::simd::CR4_OSFXSR
+    | crate::simd::CR4_OSXMMEXCPT;
 
 /// Memory seen by the FPU: offsets in one segment.
 struct FpuMem<'a, B: Bus> {
@@ -1137,17 +1143,32 @@ impl Cpu {
             }
             0x9C => {
                 if self.v86() && self.iopl() < 3 {
-                    return gp(0);
+                    // VME: 16-bit PUSHF shows VIF as IF and IOPL as 3.
+                    if self.cr4 & CR4_VME == 0 || p.op32 {
+                        return gp(0);
+                    }
+                    let f = self.get_eflags();
+                    let vif = if f & VIF != 0 { IF } else { 0 };
+                    self.push(bus, (f & 0xFFFF & !IF) | IOPL | vif, 2)?;
+                } else {
+                    let f = self.get_eflags() & !(VM | RF);
+                    self.push(bus, f, nv)?;
                 }
-                let f = self.get_eflags() & !(VM | RF);
-                self.push(bus, f, nv)?;
             }
             0x9D => {
                 if self.v86() && self.iopl() < 3 {
-                    return gp(0);
+                    // VME: 16-bit POPF loads IF into VIF; IF and IOPL stay.
+                    if self.cr4 & CR4_VME == 0 || p.op32 {
+                        return gp(0);
+                    }
+                    let mut sp = self.regs[4];
+                    let v = self.pop_at(bus, &mut sp, 2)?;
+                    self.vme_flags16(v)?;
+                    self.regs[4] = sp;
+                } else {
+                    let v = self.pop(bus, nv)?;
+                    self.popf(v, p.op32);
                 }
-                let v = self.pop(bus, nv)?;
-                self.popf(v, p.op32);
             }
             0x9E => {
                 let ah = (self.regs[0] >> 8) & 0xFF;
@@ -1254,7 +1275,10 @@ impl Cpu {
             0xCC => self.soft_int(bus, vec::BP)?,
             0xCD => {
                 let v = self.fetch8(bus)?;
-                self.soft_int(bus, v)?;
+                // VME: the TSS's redirection bitmap may send INT n to the V86 task's own IVT.
+                if !(self.v86() && self.cr4 & CR4_VME != 0 && self.v86_int_redirect(bus, v)?) {
+                    self.soft_int(bus, v)?;
+                }
             }
             0xCE => {
                 if self.flag(OF) {
@@ -1386,6 +1410,23 @@ impl Cpu {
             0xF8 => self.set_flags(CF, 0),
             0xF9 => self.set_flags(CF, CF),
             0xFA | 0xFB => {
+                // VME (V86, IOPL < 3) and PVI (protected mode, CPL 3, IOPL < 3): CLI/STI act
+                // on VIF; STI with VIP set raises #GP.
+                let virt = if self.v86() {
+                    self.iopl() < 3 && self.cr4 & CR4_VME != 0
+                } else {
+                    self.pe() && self.cpl == 3 && self.iopl() < 3 && self.cr4 & CR4_PVI != 0
+                };
+                if virt {
+                    if op == 0xFA {
+                        self.eflags &= !VIF;
+                    } else if self.eflags & VIP != 0 {
+                        return gp(0);
+                    } else {
+                        self.eflags |= VIF;
+                    }
+                    return Ok(());
+                }
                 if self.pe() && self.cpl_eff() > self.iopl() || self.v86() && self.iopl() < 3 {
                     return gp(0);
                 }
@@ -1464,9 +1505,23 @@ impl Cpu {
         self.deliver(bus, v, None, true, false)
     }
 
+    /// The VME form of a 16-bit POPF/IRET flags image in V86 mode with IOPL < 3: #GP(0) if
+    /// it sets TF, or sets IF while VIP is set; otherwise IF goes to VIF and IF and IOPL stay.
+    pub(crate) fn vme_flags16(&mut self, v: u32) -> Res<()> {
+        if v & TF != 0 || v & IF != 0 && self.eflags & VIP != 0 {
+            return gp(0);
+        }
+        let cur = self.get_eflags();
+        let mask = 0xFFFF & !(IF | IOPL);
+        let vif = if v & IF != 0 { VIF } else { 0 };
+        self.put_eflags((cur & !mask & !VIF) | (v & mask) | vif);
+        Ok(())
+    }
+
     fn popf(&mut self, v: u32, op32: bool) {
         let cur = self.get_eflags();
-        let mut mask = crate::flags::WRITABLE & !(VM | RF);
+        // POPF never changes VM, RF, VIF or VIP.
+        let mut mask = crate::flags::WRITABLE & !(VM | RF | VIF | VIP);
         if self.pe() {
             if self.cpl_eff() > 0 || self.v86() {
                 mask &= !IOPL;
@@ -2570,8 +2625,9 @@ const HAS_MODRM: [bool; 256] = {
     t
 };
 
-/// CPUID.1 EDX: FPU DE PSE TSC MSR CX8 SEP PGE CMOV MMX FXSR SSE SSE2.
+/// CPUID.1 EDX: FPU VME DE PSE TSC MSR CX8 SEP PGE CMOV MMX FXSR SSE SSE2.
 pub const CPUID_FEATURES_EDX: u32 = (1 << 0)
+    | (1 << 1)
     | (1 << 2)
     | (1 << 3)
     | (1 << 4)

@@ -35,12 +35,17 @@ pub const RF: u32 = 1 << 16;
 pub const VM: u32 = 1 << 17;
 /// Alignment check flag.
 pub const AC: u32 = 1 << 18;
+/// Virtual interrupt flag (VME/PVI).
+pub const VIF: u32 = 1 << 19;
+/// Virtual interrupt pending (VME/PVI).
+pub const VIP: u32 = 1 << 20;
 /// CPUID-detection flag.
 pub const ID: u32 = 1 << 21;
 /// The six arithmetic flags.
 pub const ARITH: u32 = CF | PF | AF | ZF | SF | OF;
-/// Bits that software can change at all on this CPU (no VIF/VIP: no VME).
-pub const WRITABLE: u32 = ARITH | TF | IF | DF | IOPL | NT | RF | VM | AC | ID;
+/// Bits that software can change at all on this CPU (VIF/VIP only through IRETD at CPL 0,
+/// task switches and the VME/PVI forms of CLI, STI, POPF, IRET and INT n).
+pub const WRITABLE: u32 = ARITH | TF | IF | DF | IOPL | NT | RF | VM | AC | VIF | VIP | ID;
 
 /// Kind of the last flag-setting operation.
 pub(crate) const K_ADD: u8 = 0;

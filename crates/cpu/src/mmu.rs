@@ -30,6 +30,10 @@ pub(crate) const CR0_WP: u32 = 1 << 16;
 /// Alignment mask: #AC for misaligned user data accesses when EFLAGS.AC is set too.
 pub(crate) const CR0_AM: u32 = 1 << 18;
 pub(crate) const CR0_PG: u32 = 1 << 31;
+/// Virtual-8086 mode extensions.
+pub(crate) const CR4_VME: u32 = 1 << 0;
+/// Protected-mode virtual interrupts.
+pub(crate) const CR4_PVI: u32 = 1 << 1;
 pub(crate) const CR4_PSE: u32 = 1 << 4;
 pub(crate) const CR4_PGE: u32 = 1 << 7;
 

@@ -2,7 +2,7 @@
 //! JMP/CALL/RET, IRET, call gates, and delivery of interrupts and exceptions (real mode
 //! through the IVT, protected mode through the IDT with a TSS stack switch).
 
-use crate::flags::{AC, IF, IOPL, NT, RF, TF, VM};
+use crate::flags::{AC, IF, IOPL, NT, RF, TF, VIF, VIP, VM};
 use crate::{fault, gp, sreg, vec, Bus, Cpu, Fault, Res, Seg};
 
 /// A raw 8-byte descriptor.
@@ -530,17 +530,26 @@ impl Cpu {
     pub(crate) fn iret<B: Bus>(&mut self, bus: &mut B, op32: bool) -> Res<()> {
         let n = if op32 { 4 } else { 2 };
         if self.v86() {
-            if self.eflags & IOPL != IOPL {
+            // IOPL < 3: only the VME form (16-bit) is allowed.
+            let vme = self.eflags & IOPL != IOPL;
+            if vme && (self.cr4 & crate::mmu::CR4_VME == 0 || op32) {
                 return gp(0);
             }
             let mut sp = self.regs[4];
             let eip = self.pop_at(bus, &mut sp, n)?;
             let sel = self.pop_at(bus, &mut sp, n)? as u16;
             let fl = self.pop_at(bus, &mut sp, n)?;
+            if vme {
+                self.vme_flags16(fl)?;
+            }
             self.regs[4] = sp;
             self.set_cs_real(sel);
             self.eip = eip;
-            let keep = IOPL | VM | if op32 { 0 } else { 0xFFFF_0000 };
+            if vme {
+                self.nmi_blocked = false;
+                return Ok(());
+            }
+            let keep = IOPL | VM | VIF | VIP | if op32 { 0 } else { 0xFFFF_0000 };
             let cur = self.get_eflags();
             self.put_eflags((fl & !keep & crate::flags::WRITABLE) | (cur & keep));
             self.nmi_blocked = false;
@@ -559,7 +568,7 @@ impl Cpu {
             self.eip = eip;
             let cur = self.get_eflags();
             let nf = if op32 {
-                (fl & crate::flags::WRITABLE & !VM) | (cur & VM)
+                (fl & crate::flags::WRITABLE & !(VM | VIF | VIP)) | (cur & (VM | VIF | VIP))
             } else {
                 (cur & 0xFFFF_0000) | (fl & 0xFFFF & crate::flags::WRITABLE)
             };
@@ -609,7 +618,8 @@ impl Cpu {
         let cur = self.get_eflags();
         let mut mask = crate::flags::WRITABLE & !VM;
         if cpl > 0 {
-            mask &= !IOPL;
+            // VIF and VIP are loaded only at CPL 0 (with IOPL).
+            mask &= !(IOPL | VIF | VIP);
         }
         if cpl > ((cur & IOPL) >> 12) as u8 {
             mask &= !IF;
@@ -801,6 +811,46 @@ impl Cpu {
         }
         self.put_eflags(nf);
         Ok(())
+    }
+
+    /// VME: INT n in virtual-8086 mode looks up bit `v` of the interrupt redirection bitmap
+    /// (the 32 bytes below the TSS's I/O map base). A clear bit redirects the interrupt to
+    /// the V86 task's own IVT at linear 0 (FLAGS with IF from VIF and IOPL 3 when IOPL < 3,
+    /// CS, IP pushed; TF, RF and IF, or VIF when IOPL < 3, cleared) and returns true; a set
+    /// bit returns false (the protected-mode path, #GP(0) when IOPL < 3).
+    pub(crate) fn v86_int_redirect<B: Bus>(&mut self, bus: &mut B, v: u8) -> Res<bool> {
+        let t = self.tr.attr & 0xF;
+        if (t != 9 && t != 0xB) || self.tr.limit < 0x67 {
+            return gp(0);
+        }
+        let iomap = self.rd_sys(bus, self.tr.base.wrapping_add(0x66), 2)?;
+        // An I/O map base below 32 puts the bitmap outside the TSS.
+        let off = iomap.wrapping_sub(32).wrapping_add(v as u32 >> 3);
+        if iomap < 32 || off > self.tr.limit {
+            return gp(0);
+        }
+        let bits = self.rd_sys(bus, self.tr.base.wrapping_add(off), 1)?;
+        if bits & (1 << (v & 7)) != 0 {
+            return Ok(false);
+        }
+        let ent = self.rd_sys(bus, v as u32 * 4, 4)?;
+        let fl = self.get_eflags();
+        let iopl3 = fl & IOPL == IOPL;
+        let mut img = fl & 0xFFFF;
+        if !iopl3 {
+            img = (img & !IF) | IOPL | if fl & VIF != 0 { IF } else { 0 };
+        }
+        let mut sp = self.regs[4];
+        let cs = self.segs[sreg::CS].sel as u32;
+        self.push_at(bus, &mut sp, img, 2)?;
+        self.push_at(bus, &mut sp, cs, 2)?;
+        self.push_at(bus, &mut sp, self.eip & 0xFFFF, 2)?;
+        self.regs[4] = sp;
+        self.set_cs_real((ent >> 16) as u16);
+        self.eip = ent & 0xFFFF;
+        let clear = TF | RF | if iopl3 { IF } else { VIF };
+        self.put_eflags(fl & !clear);
+        Ok(true)
     }
 
     fn deliver_real<B: Bus>(&mut self, bus: &mut B, vector: u8) -> Res<()> {

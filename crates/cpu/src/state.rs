@@ -259,7 +259,7 @@ impl Cpu {
         if cr0 & 0x8000_0000 != 0 && cr0 & 1 == 0 {
             return Err(CpuStateError::Invalid("CR0.PG without CR0.PE"));
         }
-        if s.cr[3] & !(0x9C | crate::simd::CR4_OSFXSR | crate::simd::CR4_OSXMMEXCPT) != 0 {
+        if s.cr[3] & !(0x9F | crate::simd::CR4_OSFXSR | crate::simd::CR4_OSXMMEXCPT) != 0 {
             return Err(CpuStateError::Invalid("CR4 bits this CPU does not have"));
         }
         if s.cr[0] & 1 == 0 && s.cpl != 0 {

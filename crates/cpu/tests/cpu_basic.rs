@@ -369,8 +369,8 @@ fn cpuid_leaves() {
     assert_eq!(c.reg32(EAX), 0x673);
     assert_eq!(
         c.reg32(EDX),
-        0x0780_A93D,
-        "FPU DE PSE TSC MSR CX8 SEP PGE CMOV MMX FXSR SSE SSE2"
+        0x0780_A93F,
+        "FPU VME DE PSE TSC MSR CX8 SEP PGE CMOV MMX FXSR SSE SSE2"
     );
     assert_ne!(c.reg32(ECX) & (1 << 31), 0, "hypervisor bit");
 }
