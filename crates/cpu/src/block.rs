@@ -15,8 +15,9 @@
 //! after every slow-path write, and bump the page's generation, which the lookup compares.
 //! A write to the page of the running block ends the block after that instruction.
 //!
-//! Memory is bounded: a direct-mapped table of [`TABLE_SIZE`] blocks and an arena of at most
-//! [`ARENA_OPS`] ops; when the arena is full everything is dropped.
+//! Memory is bounded: a two-way table of [`TABLE_SIZE`] blocks, a direct-mapped jump cache
+//! of [`JUMP_SIZE`] copies in front of it (small enough to stay in the L1 cache), and an
+//! arena of at most [`ARENA_OPS`] ops; when the arena is full everything is dropped.
 
 use crate::flags::{size_mask, ARITH, CF, K_ADD, K_SUB, RF};
 use crate::{sreg, Bus, Cpu, Res};
@@ -223,6 +224,10 @@ enum Chain {
 /// The cache.
 pub(crate) struct CodeCache {
     table: Vec<Entry>,
+    /// A small direct-mapped cache in front of `table` (hot loops stay in the L1 cache;
+    /// the table is a megabyte of random accesses). Its entries are copies: valid while
+    /// the arena is not flushed and their page generation matches.
+    jump: Vec<Entry>,
     ops: Vec<Op>,
     /// Generation per store page (bumped by code invalidations).
     page_gen: Vec<u32>,
@@ -242,6 +247,7 @@ impl CodeCache {
     pub(crate) fn new() -> CodeCache {
         CodeCache {
             table: Vec::new(),
+            jump: Vec::new(),
             ops: Vec::new(),
             page_gen: Vec::new(),
             mem_gen: u64::MAX,
@@ -254,6 +260,7 @@ impl CodeCache {
     /// Drops every block.
     pub(crate) fn flush(&mut self) {
         self.table.iter_mut().for_each(|e| *e = EMPTY);
+        self.jump.iter_mut().for_each(|e| *e = EMPTY);
         self.ops.clear();
     }
 
@@ -275,6 +282,15 @@ impl std::fmt::Debug for CodeCache {
             .field("built", &self.built)
             .finish_non_exhaustive()
     }
+}
+
+/// Entries in the jump cache.
+const JUMP_SIZE: usize = 1024;
+
+/// The jump cache entry of store offset `off`.
+#[inline(always)]
+fn jump_slot(off: u32) -> usize {
+    (off ^ (off >> 10)) as usize & (JUMP_SIZE - 1)
 }
 
 /// First entry of the two-way set for store offset `off` (a multiplicative hash: block
@@ -877,6 +893,7 @@ impl Cpu {
         let s = slot(off);
         if self.code.table.is_empty() {
             self.code.table = vec![EMPTY; TABLE_SIZE];
+            self.code.jump = vec![EMPTY; JUMP_SIZE];
         }
         if self.code.page_gen.len() <= page {
             let n = mem.store().len().div_ceil(4096).max(page + 1);
@@ -884,7 +901,12 @@ impl Cpu {
         }
         let gen = self.code.page_gen.get(page).copied().unwrap_or(0);
         let hit = |e: &Entry| e.key == key && e.big == big as u8 && e.gen == gen;
-        let mut ent = self.code.table.get(s).copied().unwrap_or(EMPTY);
+        let js = jump_slot(key);
+        let mut ent = self.code.jump.get(js).copied().unwrap_or(EMPTY);
+        let in_jump = hit(&ent);
+        if !in_jump {
+            ent = self.code.table.get(s).copied().unwrap_or(EMPTY);
+        }
         if !hit(&ent) {
             let other = self.code.table.get(s + 1).copied().unwrap_or(EMPTY);
             if hit(&other) {
@@ -902,6 +924,11 @@ impl Cpu {
                     t[1] = old;
                     t[0] = ent;
                 }
+            }
+        }
+        if !in_jump {
+            if let Some(j) = self.code.jump.get_mut(js) {
+                *j = ent;
             }
         }
         // The whole block must lie inside the CS limit (and before a 16-bit IP wrap);
@@ -978,8 +1005,7 @@ impl Cpu {
         let mem = bus.memory();
         let bytes = mem.store().get(off..page_off + 4096)?;
         if self.code.ops.len() + MAX_OPS > ARENA_OPS {
-            self.code.table.iter_mut().for_each(|e| *e = EMPTY);
-            self.code.ops.clear();
+            self.code.flush();
         }
         let start = self.code.ops.len();
         let mut pos = 0usize;
