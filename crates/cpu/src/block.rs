@@ -679,23 +679,15 @@ fn decode(bytes: &[u8], big: bool) -> Option<Op> {
                 }
                 0xC8..=0xCF => o.kind = K::Slow,
                 // MMX, SSE and SSE2 (the interpreter runs them; the block goes on).
-                0x10..=0x17
-                | 0x28..=0x2F
-                | 0x50..=0x6F
-                | 0x74..=0x76
-                | 0x78..=0x7F
-                | 0xAE
-                | 0xC3
-                | 0xD0..=0xFE => {
-                    modrm(&mut r, &mut o, a32, seg)?;
+                b2 if crate::simd::is_simd_op(b2) => {
+                    if b2 != 0x77 {
+                        modrm(&mut r, &mut o, a32, seg)?;
+                    }
+                    if crate::simd::simd_has_imm8(b2) {
+                        r.u8()?;
+                    }
                     o.kind = K::Slow;
                 }
-                0x70..=0x73 | 0xC2 | 0xC4..=0xC6 => {
-                    modrm(&mut r, &mut o, a32, seg)?;
-                    r.u8()?;
-                    o.kind = K::Slow;
-                }
-                0x77 => o.kind = K::Slow,
                 _ => return Some(o),
             }
         }
@@ -874,7 +866,7 @@ impl Cpu {
         let eip = self.eip;
         let (cs_base, cs_limit) = (cs.base, cs.limit);
         let lin = cs_base.wrapping_add(eip);
-        let e = &self.tlb[((lin >> 12) as usize & (crate::mmu::TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         if e.rtag != lin & 0xFFFF_F000 {
             return Chain::NoBlock;
         }

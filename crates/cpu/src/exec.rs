@@ -1842,7 +1842,7 @@ impl Cpu {
         let lin = sg.base.wrapping_add(off);
         let in_seg = (sg.limit.min(am) - off) as u64 + 1;
         let in_page = (0x1000 - (lin & 0xFFF)) as u64;
-        let e = &self.tlb[((lin >> 12) as usize & (crate::mmu::TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         let tag = if write { e.wtag } else { e.rtag };
         if tag != lin & 0xFFFF_F000 {
             return (0, 0);
@@ -2150,9 +2150,7 @@ impl Cpu {
             0x08 | 0x09 => self.need_cpl0()?,
             0x0B | 0xB9 | 0xFF => return ud(),
             // MMX, SSE, SSE2.
-            0x10..=0x17 | 0x28..=0x2F | 0x50..=0x7F | 0xAE | 0xC2..=0xC6 | 0xD0..=0xFE => {
-                return self.simd_op(bus, op, p)
-            }
+            op if crate::simd::is_simd_op(op) => return self.simd_op(bus, op, p),
             0x18..=0x1F => {
                 self.modrm(bus, p)?;
             }

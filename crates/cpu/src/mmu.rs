@@ -245,10 +245,17 @@ impl Cpu {
 
     // ---- linear access ----
 
+    /// The TLB entry that maps linear address `lin` for the current privilege (a hit still
+    /// needs its tag compared).
+    #[inline(always)]
+    pub(crate) fn tlb_entry(&self, lin: u32) -> &crate::TlbEntry {
+        &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user]
+    }
+
     /// Reads `n` (1, 2, 4) bytes at linear address `lin` with the current privilege.
     #[inline(always)]
     pub(crate) fn rd_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32) -> Res<u32> {
-        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         // One compare: the page's tag and natural alignment (an aligned access never crosses
         // the page; unaligned ones take the slow path, which has its own TLB fast case).
         if e.rtag == lin & (0xFFFF_F000 | (n - 1)) {
@@ -272,7 +279,7 @@ impl Cpu {
     /// Writes `n` bytes at linear address `lin` with the current privilege.
     #[inline(always)]
     pub(crate) fn wr_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, n: u32, v: u32) -> Res<()> {
-        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         if e.wtag == lin & (0xFFFF_F000 | (n - 1)) {
             let o = e.off as usize + (lin & 0xFFF) as usize;
             let s = bus.memory().store_mut();
@@ -363,7 +370,7 @@ impl Cpu {
         if user && lin & (n - 1) != 0 && self.ac_armed() {
             return Err(self.ac_fault(bus, lin, n, Acc::Read, user));
         }
-        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         if e.rtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
             // Unaligned inside a page the TLB maps.
             let o = e.off as usize + (lin & 0xFFF) as usize;
@@ -404,7 +411,7 @@ impl Cpu {
         if user && lin & (n - 1) != 0 && self.ac_armed() {
             return Err(self.ac_fault(bus, lin, n, Acc::Write, user));
         }
-        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         if e.wtag == lin & 0xFFFF_F000 && (lin & 0xFFF) <= 0x1000 - n {
             // Unaligned inside a page the TLB maps for writing.
             let o = e.off as usize + (lin & 0xFFF) as usize;
@@ -585,7 +592,7 @@ impl Cpu {
         {
             return;
         }
-        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         if e.rtag == lin & 0xFFFF_F000 {
             let o = e.off as usize + (lin & 0xFFF) as usize;
             if let Some(s) = bus.memory().store().get(o..o + 16) {
@@ -623,7 +630,7 @@ impl Cpu {
         } else {
             off.wrapping_add(1) & 0xFFFF
         };
-        let e = &self.tlb[((lin >> 12) as usize & (TLB_SIZE - 1)) + self.tlb_user];
+        let e = self.tlb_entry(lin);
         if e.rtag == lin & 0xFFFF_F000 {
             if let Some(&b) = bus
                 .memory()

@@ -167,6 +167,11 @@ pub(crate) fn int_alu(op: u8, a: u128, b: u128, total: u32) -> Option<u128> {
     })
 }
 
+/// The opcodes [`int_alu`] defines, found once from `int_alu` itself (so the list is not
+/// written twice and no instruction computes its result twice).
+static INT_ALU_OPS: std::sync::LazyLock<[bool; 256]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|i| int_alu(i as u8, 0, 0, 64).is_some()));
+
 /// PSHUFW/PSHUFD: lane `i` of `w`-bit lanes (4 of them) = source lane `imm[2i+1:2i]`.
 fn shuf4(v: u128, w: u32, imm: u8) -> u128 {
     let mut r = 0u128;
@@ -195,7 +200,7 @@ impl Cpu {
         p: &Pfx,
     ) -> Res<Option<bool>> {
         let reg = ((m >> 3) & 7) as usize;
-        let is_alu = int_alu(op, 0, 0, 64).is_some();
+        let is_alu = INT_ALU_OPS[op as usize];
         let xmm = match (op, mp) {
             (0x6C | 0x6D, Mp::None) => return ud(),
             (0x60..=0x7F | 0xC4 | 0xC5 | 0xD0..=0xFE, Mp::None) if is_alu => false,

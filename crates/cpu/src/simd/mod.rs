@@ -36,6 +36,17 @@ const CR0_NE: u32 = 1 << 5;
 /// `Pfx::seg` when no segment override prefix was seen.
 const NO_SEG: u8 = 0xFF;
 
+/// Whether 0F `op` is an MMX/SSE/SSE2 opcode: [`Cpu::simd_op`] runs it. All have a ModR/M
+/// byte but EMMS (0F 77).
+pub(crate) const fn is_simd_op(op: u8) -> bool {
+    matches!(op, 0x10..=0x17 | 0x28..=0x2F | 0x50..=0x7F | 0xAE | 0xC2..=0xC6 | 0xD0..=0xFE)
+}
+
+/// Whether the MMX/SSE/SSE2 opcode 0F `op` ends with an immediate byte after its operand.
+pub(crate) const fn simd_has_imm8(op: u8) -> bool {
+    matches!(op, 0x70..=0x73 | 0xC2 | 0xC4..=0xC6)
+}
+
 /// The mandatory prefix of an SSE instruction.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mp {
