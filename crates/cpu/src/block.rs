@@ -209,6 +209,22 @@ const EMPTY: Entry = Entry {
     big: 2,
 };
 
+/// The code page of the running chain: its linear page, store offset and generation
+/// (`page_off == usize::MAX`: none yet).
+struct CodePage {
+    lin: u32,
+    page_off: usize,
+    gen: u32,
+}
+
+impl CodePage {
+    const NONE: CodePage = CodePage {
+        lin: 0,
+        page_off: usize::MAX,
+        gen: 0,
+    };
+}
+
 /// How one block ended.
 enum Chain {
     /// Ran to its end: the next block may follow at once.
@@ -836,9 +852,27 @@ impl Cpu {
     /// up to instruction count `limit`.
     #[inline(never)]
     pub(crate) fn run_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> BlockExit {
+        // What a chain cannot change is checked once here: the memory map changes only
+        // through I/O or MMIO (both end the chain), RAM writes drain the code invalidations
+        // themselves (`phys_write`), and the store does not grow.
+        let mem = bus.memory();
+        if mem.generation() != self.code.mem_gen {
+            self.code.mem_gen = mem.generation();
+            self.code.flush();
+        }
+        self.drain_code_invalidations(mem);
+        if self.code.table.is_empty() {
+            self.code.table = vec![EMPTY; TABLE_SIZE];
+            self.code.jump = vec![EMPTY; JUMP_SIZE];
+        }
+        let pages = mem.store().len().div_ceil(4096);
+        if self.code.page_gen.len() < pages {
+            self.code.page_gen.resize(pages, 0);
+        }
+        let mut at = CodePage::NONE;
         let mut ran = false;
         loop {
-            match self.one_block(bus, limit) {
+            match self.one_block(bus, limit, &mut at) {
                 Chain::Go => {
                     ran = true;
                     if self.icount >= limit {
@@ -858,40 +892,40 @@ impl Cpu {
         }
     }
 
-    /// Runs one block.
+    /// Runs one block. `at` is the code page of the block before it in the chain: a block
+    /// in the same linear page reuses its translation and generation (CS, paging and the
+    /// page's code do not change inside a chain: whatever changes them ends it).
     #[inline(always)]
-    fn one_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> Chain {
+    fn one_block<B: Bus>(&mut self, bus: &mut B, limit: u64, at: &mut CodePage) -> Chain {
         let cs = &self.segs[sreg::CS];
         let big = cs.big;
         let eip = self.eip;
-        let (cs_base, cs_limit) = (cs.base, cs.limit);
-        let lin = cs_base.wrapping_add(eip);
-        let e = self.tlb_entry(lin);
-        if e.rtag != lin & 0xFFFF_F000 {
-            return Chain::NoBlock;
+        let cs_limit = cs.limit;
+        let lin = cs.base.wrapping_add(eip);
+        if lin & 0xFFFF_F000 != at.lin || at.page_off == usize::MAX {
+            let e = self.tlb_entry(lin);
+            if e.rtag != lin & 0xFFFF_F000 {
+                return Chain::NoBlock;
+            }
+            let page_off = e.off as usize;
+            let page = page_off >> 12;
+            if self.code.page_gen.len() <= page {
+                self.code.page_gen.resize(page + 1, 0);
+            }
+            *at = CodePage {
+                lin: lin & 0xFFFF_F000,
+                page_off,
+                gen: self.code.page_gen.get(page).copied().unwrap_or(0),
+            };
         }
-        let page_off = e.off as usize;
+        let page_off = at.page_off;
+        let gen = at.gen;
         let off = page_off + (lin & 0xFFF) as usize;
         let Ok(key) = u32::try_from(off) else {
             return Chain::NoBlock;
         };
-        let mem = bus.memory();
-        if mem.generation() != self.code.mem_gen {
-            self.code.mem_gen = mem.generation();
-            self.code.flush();
-        }
-        self.drain_code_invalidations(mem);
         let page = page_off >> 12;
         let s = slot(off);
-        if self.code.table.is_empty() {
-            self.code.table = vec![EMPTY; TABLE_SIZE];
-            self.code.jump = vec![EMPTY; JUMP_SIZE];
-        }
-        if self.code.page_gen.len() <= page {
-            let n = mem.store().len().div_ceil(4096).max(page + 1);
-            self.code.page_gen.resize(n, 0);
-        }
-        let gen = self.code.page_gen.get(page).copied().unwrap_or(0);
         let hit = |e: &Entry| e.key == key && e.big == big as u8 && e.gen == gen;
         let js = jump_slot(key);
         let mut ent = self.code.jump.get(js).copied().unwrap_or(EMPTY);
