@@ -1018,7 +1018,10 @@ impl Cpu {
         r
     }
 
-    /// Decodes and stores the block at store offset `off`.
+    /// Decodes and stores the block at store offset `off` (out of line: it is not hot, and
+    /// the block loop it would be inlined into is short of registers already).
+    #[cold]
+    #[inline(never)]
     fn build_block<B: Bus>(
         &mut self,
         bus: &mut B,
