@@ -19,7 +19,9 @@
 //! of [`JUMP_SIZE`] copies in front of it (small enough to stay in the L1 cache), and an
 //! arena of at most [`ARENA_OPS`] ops; when the arena is full everything is dropped.
 
+use crate::exec::{Opnd, Pfx};
 use crate::flags::{size_mask, ARITH, CF, K_ADD, K_SUB, RF};
+use crate::simd::Mp;
 use crate::{sreg, Bus, Cpu, Res};
 
 /// log2 of the number of blocks in the table.
@@ -128,6 +130,9 @@ pub(crate) enum K {
     /// ROL/ROR/SHL/SHR/SAR (op in `aux`) of a 32-bit register by an immediate count of 1 to
     /// 31.
     Shift32RI,
+    /// An MMX/SSE/SSE2 instruction: second opcode byte in `aux`, mandatory prefix in `n`
+    /// (`Mp as u8`), `imm` 1 when an immediate byte ends it.
+    Simd,
 }
 
 /// One pre-decoded instruction.
@@ -694,15 +699,25 @@ fn decode(bytes: &[u8], big: bool) -> Option<Op> {
                     o.kind = K::Slow;
                 }
                 0xC8..=0xCF => o.kind = K::Slow,
-                // MMX, SSE and SSE2 (the interpreter runs them; the block goes on).
+                // MMX, SSE and SSE2: decoded here, run by the SIMD unit (EMMS, which has no
+                // ModR/M, and MASKMOVQ/MASKMOVDQU, which address DS:EDI, through the
+                // interpreter).
                 b2 if crate::simd::is_simd_op(b2) => {
                     if b2 != 0x77 {
                         modrm(&mut r, &mut o, a32, seg)?;
                     }
-                    if crate::simd::simd_has_imm8(b2) {
+                    let imm8 = crate::simd::simd_has_imm8(b2);
+                    if imm8 {
                         r.u8()?;
                     }
-                    o.kind = K::Slow;
+                    if b2 == 0x77 || b2 == 0xF7 {
+                        o.kind = K::Slow;
+                    } else {
+                        o.kind = K::Simd;
+                        o.aux = b2;
+                        o.n = Mp::of(rep, op32 != big) as u8;
+                        o.imm = imm8 as u32;
+                    }
                 }
                 _ => return Some(o),
             }
@@ -1264,6 +1279,7 @@ handlers! {
     AluRI32 => h_alu_ri32,
     IncDec32 => h_inc_dec32,
     Shift32RI => h_shift32_ri,
+    Simd => h_simd,
 }
 
 /// EIP of the instruction after `o`.
@@ -1287,6 +1303,37 @@ fn h_slow<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
         c.code.exit |= EXIT_STOP;
     }
     Ok(())
+}
+
+/// [`K::Simd`].
+#[inline(never)]
+fn h_simd<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
+    let (m, opnd) = if o.rm == MEM {
+        (o.reg << 3, Opnd::Mem(o.seg, c.ea(o)))
+    } else {
+        (0xC0 | o.reg << 3 | o.rm, Opnd::Reg(o.rm))
+    };
+    if o.imm != 0 {
+        // The immediate is fetched from the last byte.
+        c.eip = next_eip(o, base).wrapping_sub(1);
+        c.ipos = 0;
+        c.iavail = 0;
+    }
+    let mp = match o.n {
+        0 => Mp::None,
+        1 => Mp::P66,
+        2 => Mp::F3,
+        _ => Mp::F2,
+    };
+    // Only MASKMOVQ/MASKMOVDQU read the prefixes, and they are not block ops.
+    let p = Pfx {
+        op32: o.op32,
+        a32: !o.a16,
+        seg: o.seg,
+        rep: 0,
+        lock: false,
+    };
+    c.simd_exec(bus, o.aux, mp, m, opnd, &p)
 }
 
 /// [`K::AluMR`].
@@ -1780,6 +1827,55 @@ mod tests {
         assert_eq!(c.icount(), 8);
         // One block up to the HLT after the not-taken JE, one for the final HLT.
         assert!(c.code.built <= 2, "{} blocks built", c.code.built);
+    }
+
+    #[test]
+    fn simd_ops_in_blocks_match_the_interpreter() {
+        let prog: &[&[u8]] = &[
+            &[0x90],                                     // nop
+            &[0xF3, 0x0F, 0x6F, 0x05, 0x00, 0x60, 0, 0], // movdqu xmm0, [0x6000]
+            &[0x66, 0x0F, 0x6E, 0xC8],                   // movd xmm1, eax
+            &[0x66, 0x0F, 0x70, 0xC9, 0x1B],             // pshufd xmm1, xmm1, 0x1B
+            &[0x66, 0x0F, 0x60, 0xC1],                   // punpcklbw xmm0, xmm1
+            &[0x66, 0x0F, 0x74, 0x4C, 0x8B, 0x10],       // pcmpeqb xmm1, [ebx+ecx*4+16]
+            &[0x66, 0x0F, 0xD7, 0xD1],                   // pmovmskb edx, xmm1
+            &[0x66, 0x0F, 0xEF, 0xD2],                   // pxor xmm2, xmm2
+            &[0x66, 0x0F, 0x71, 0xD0, 0x03],             // psrlw xmm0, 3
+            &[0x0F, 0xC6, 0xC0, 0x4E],                   // shufps xmm0, xmm0, 0x4E
+            &[0x0F, 0x6F, 0x05, 0x08, 0x60, 0, 0],       // movq mm0, [0x6008]
+            &[0x0F, 0xFC, 0xC0],                         // paddb mm0, mm0
+            &[0x0F, 0x7E, 0xC6],                         // movd esi, mm0
+            &[0x0F, 0xC2, 0xD0, 0x01],                   // cmpltps xmm2, xmm0
+            &[0xF3, 0x0F, 0x7F, 0x05, 0x10, 0x60, 0, 0], // movdqu [0x6010], xmm0
+            &[0x66, 0x0F, 0xC5, 0xF8, 0x03],             // pextrw edi, xmm0, 3
+            &[0x67, 0x66, 0x0F, 0xDB, 0x07],             // pand xmm0, [bx]
+            &[0xF3, 0x0F, 0x58, 0x05, 0x04, 0x60, 0, 0], // addss xmm0, [0x6004]
+            &[0x66, 0x0F, 0xD6, 0x05, 0x20, 0x60, 0, 0], // movq [0x6020], xmm0
+            &[0x0F, 0x77],                               // emms
+            &[0x66, 0x0F, 0x7E, 0x15, 0x28, 0x60, 0, 0], // movd [0x6028], xmm2
+            &[0x0F, 0xAE, 0x1D, 0x30, 0x60, 0, 0],       // stmxcsr [0x6030]
+            &[0xF4],                                     // hlt
+        ];
+        let code: Vec<u8> = prog.concat();
+        let mut seen = Vec::new();
+        for blocks in [true, false] {
+            let mut b = TestBus::new(1 << 20).unwrap();
+            b.load(0x4000, &code);
+            let data: Vec<u8> = (0..64u32).map(|i| (i * 37 + 11) as u8).collect();
+            b.load(0x6000, &data);
+            let mut c = Cpu::new();
+            c.setup_flat32(0x4000);
+            c.set_cr4(1 << 9);
+            c.regs = [0x8123_45FE, 0, 0, 0x5FF0, 0x9000, 0, 0, 0];
+            c.dbp_exec = !blocks;
+            assert_eq!(c.run(&mut b, 100), CpuExit::Halted);
+            let simd_ops = c.code.ops.iter().filter(|o| o.kind == K::Simd).count();
+            assert_eq!(simd_ops >= 19, blocks, "{simd_ops} SIMD block ops");
+            let mut mem = vec![0; 64];
+            b.read(0x6000, &mut mem);
+            seen.push((c.regs, c.eip, c.icount, c.xmm, c.mxcsr, c.fpu.st(0), mem));
+        }
+        assert_eq!(seen[0], seen[1]);
     }
 
     #[test]

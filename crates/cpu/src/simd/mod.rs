@@ -49,15 +49,29 @@ pub(crate) const fn simd_has_imm8(op: u8) -> bool {
 
 /// The mandatory prefix of an SSE instruction.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum Mp {
     /// No prefix: packed single (PS) and MMX forms.
-    None,
+    None = 0,
     /// 66: packed double (PD) and 128-bit integer forms.
-    P66,
+    P66 = 1,
     /// F3: scalar single (SS).
-    F3,
+    F3 = 2,
     /// F2: scalar double (SD).
-    F2,
+    F2 = 3,
+}
+
+impl Mp {
+    /// The mandatory prefix of an instruction with repeat prefix `rep` (0, F2h or F3h) and,
+    /// when `size_override`, a 66h prefix.
+    pub(crate) fn of(rep: u8, size_override: bool) -> Mp {
+        match rep {
+            0xF3 => Mp::F3,
+            0xF2 => Mp::F2,
+            _ if size_override => Mp::P66,
+            _ => Mp::None,
+        }
+    }
 }
 
 /// What an instruction needs before it may run.
@@ -75,12 +89,7 @@ impl Cpu {
     /// Executes the MMX/SSE/SSE2 instruction with second opcode byte `op` (EIP is just past
     /// it).
     pub(crate) fn simd_op<B: Bus>(&mut self, bus: &mut B, op: u8, p: &Pfx) -> Res<()> {
-        let mp = match p.rep {
-            0xF3 => Mp::F3,
-            0xF2 => Mp::F2,
-            _ if p.op32 != self.segs[sreg::CS].big => Mp::P66,
-            _ => Mp::None,
-        };
+        let mp = Mp::of(p.rep, p.op32 != self.segs[sreg::CS].big);
         if op == 0x77 {
             // EMMS
             if mp != Mp::None {
@@ -91,6 +100,21 @@ impl Cpu {
             return Ok(());
         }
         let (m, o) = self.modrm(bus, p)?;
+        self.simd_exec(bus, op, mp, m, o, p)
+    }
+
+    /// Executes the MMX/SSE/SSE2 instruction `op` (not EMMS) with mandatory prefix `mp`,
+    /// ModR/M byte `m` (only its reg field is read) and r/m operand `o`; an immediate byte
+    /// is fetched at EIP.
+    pub(crate) fn simd_exec<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        op: u8,
+        mp: Mp,
+        m: u8,
+        o: Opnd,
+        p: &Pfx,
+    ) -> Res<()> {
         match op {
             0xAE => return self.grp15(bus, mp, m, o),
             0xC3 => {
