@@ -1425,7 +1425,7 @@ fn h_lea<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::IncDec`].
-#[inline(always)]
+#[inline(never)]
 fn h_inc_dec<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1529,14 +1529,14 @@ fn h_ret<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::JmpM`].
-#[inline(always)]
+#[inline(never)]
 fn h_jmp_m<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let t = c.rd_op(bus, o, o.n as u32)?;
     c.control_transfer_near(t, o.op32)
 }
 
 /// [`K::CallM`].
-#[inline(always)]
+#[inline(never)]
 fn h_call_m<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
     let n = o.n as u32;
     let t = c.rd_op(bus, o, n)?;
@@ -1565,7 +1565,7 @@ fn h_movx<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Xchg`].
-#[inline(always)]
+#[inline(never)]
 fn h_xchg<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1576,7 +1576,7 @@ fn h_xchg<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::ShiftI`] and [`K::ShiftCl`].
-#[inline(always)]
+#[inline(never)]
 fn h_shift<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let cnt = if o.kind == K::ShiftI {
@@ -1593,14 +1593,14 @@ fn h_shift<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Setcc`].
-#[inline(always)]
+#[inline(never)]
 fn h_setcc<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let v = c.cond(o.aux) as u32;
     c.wr_op(bus, o, 1, v)
 }
 
 /// [`K::Cmov`].
-#[inline(always)]
+#[inline(never)]
 fn h_cmov<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let v = c.rd_op(bus, o, n)?;
@@ -1611,7 +1611,7 @@ fn h_cmov<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Imul3`].
-#[inline(always)]
+#[inline(never)]
 fn h_imul3<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1621,7 +1621,7 @@ fn h_imul3<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Imul2`].
-#[inline(always)]
+#[inline(never)]
 fn h_imul2<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1632,7 +1632,7 @@ fn h_imul2<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Leave`].
-#[inline(always)]
+#[inline(never)]
 fn h_leave<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let m = c.sp_mask();
@@ -1650,7 +1650,7 @@ fn h_nop<B: Bus>(_: &mut Cpu, _: &mut B, _: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Cbw`].
-#[inline(always)]
+#[inline(never)]
 fn h_cbw<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
     if o.op32 {
         c.regs[0] = c.regs[0] as i16 as i32 as u32;
@@ -1662,7 +1662,7 @@ fn h_cbw<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Cwd`].
-#[inline(always)]
+#[inline(never)]
 fn h_cwd<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let sign = if o.op32 {
