@@ -886,32 +886,40 @@ impl Cpu {
         }
         let mut at = CodePage::NONE;
         let mut ran = false;
-        loop {
-            match self.one_block(bus, limit, &mut at) {
+        // The arena is moved out while the chain runs (the ops run with `&mut self`; nothing
+        // an op does builds blocks, and a flush meanwhile only clears the tables, so the
+        // ops it leaves behind are unreachable).
+        let mut ops = std::mem::take(&mut self.code.ops);
+        let exit = loop {
+            match self.one_block(bus, limit, &mut at, &mut ops) {
                 Chain::Go => {
                     ran = true;
                     if self.icount >= limit {
-                        return BlockExit::Done;
+                        break BlockExit::Done;
                     }
                 }
-                Chain::Stop => return BlockExit::Done,
-                Chain::NoBlock => {
-                    return if ran {
-                        BlockExit::Done
-                    } else {
-                        BlockExit::NoBlock
-                    }
-                }
-                Chain::Fault(f) => return BlockExit::Fault(f),
+                Chain::Stop => break BlockExit::Done,
+                Chain::NoBlock if ran => break BlockExit::Done,
+                Chain::NoBlock => break BlockExit::NoBlock,
+                Chain::Fault(f) => break BlockExit::Fault(f),
             }
-        }
+        };
+        self.code.ops = ops;
+        self.code.cur_page = usize::MAX;
+        exit
     }
 
     /// Runs one block. `at` is the code page of the block before it in the chain: a block
     /// in the same linear page reuses its translation and generation (CS, paging and the
     /// page's code do not change inside a chain: whatever changes them ends it).
     #[inline(always)]
-    fn one_block<B: Bus>(&mut self, bus: &mut B, limit: u64, at: &mut CodePage) -> Chain {
+    fn one_block<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        limit: u64,
+        at: &mut CodePage,
+        ops: &mut Vec<Op>,
+    ) -> Chain {
         let cs = &self.segs[sreg::CS];
         let big = cs.big;
         let eip = self.eip;
@@ -932,6 +940,8 @@ impl Cpu {
                 page_off,
                 gen: self.code.page_gen.get(page).copied().unwrap_or(0),
             };
+            // A write to this page from now on ends the chain.
+            self.code.cur_page = page;
         }
         let page_off = at.page_off;
         let gen = at.gen;
@@ -939,7 +949,6 @@ impl Cpu {
         let Ok(key) = u32::try_from(off) else {
             return Chain::NoBlock;
         };
-        let page = page_off >> 12;
         let s = slot(off);
         let hit = |e: &Entry| e.key == key && e.big == big as u8 && e.gen == gen;
         let js = jump_slot(key);
@@ -953,7 +962,7 @@ impl Cpu {
             if hit(&other) {
                 ent = other;
             } else {
-                let Some(new) = self.build_block(bus, page_off, off, big, key, gen) else {
+                let Some(new) = self.build_block(bus, ops, page_off, off, big, key, gen) else {
                     return Chain::NoBlock;
                 };
                 // The set's first entry is the most recently built: the one it replaces
@@ -978,13 +987,9 @@ impl Cpu {
         if last > cs_limit as u64 || !big && last > 0xFFFF {
             return Chain::NoBlock;
         }
-        self.code.cur_page = page;
         self.code.exit = 0;
         let start = ent.start as usize;
         let end = start + ent.count as usize;
-        // The ops are moved out while they run (nothing an op does builds blocks; a flush
-        // meanwhile only finds an empty arena, and the table it cleared stays cleared).
-        let ops = std::mem::take(&mut self.code.ops);
         let all = ops.get(start..end).unwrap_or(&[]);
         let budget = limit.saturating_sub(self.icount);
         let run = if (all.len() as u64) > budget {
@@ -1026,20 +1031,17 @@ impl Cpu {
                 r = Chain::Stop;
             }
         }
-        if self.code.ops.is_empty() {
-            self.code.ops = ops;
-        }
-        self.code.cur_page = usize::MAX;
         r
     }
 
-    /// Decodes and stores the block at store offset `off` (out of line: it is not hot, and
+    /// Decodes the block at store offset `off` into the arena `ops` (out of line: it is not hot, and
     /// the block loop it would be inlined into is short of registers already).
     #[cold]
     #[inline(never)]
     fn build_block<B: Bus>(
         &mut self,
         bus: &mut B,
+        ops: &mut Vec<Op>,
         page_off: usize,
         off: usize,
         big: bool,
@@ -1048,12 +1050,13 @@ impl Cpu {
     ) -> Option<Entry> {
         let mem = bus.memory();
         let bytes = mem.store().get(off..page_off + 4096)?;
-        if self.code.ops.len() + MAX_OPS > ARENA_OPS {
+        if ops.len() + MAX_OPS > ARENA_OPS {
             self.code.flush();
+            ops.clear();
         }
-        let start = self.code.ops.len();
+        let start = ops.len();
         let mut pos = 0usize;
-        while self.code.ops.len() - start < MAX_OPS {
+        while ops.len() - start < MAX_OPS {
             let Some(o) = bytes.get(pos..).and_then(|b| decode(b, big)) else {
                 break;
             };
@@ -1063,22 +1066,22 @@ impl Cpu {
                 // Its length is unknown here: it must be the last op (the interpreter decodes
                 // it), and it must fit in the page, which only the interpreter knows; keep
                 // it if at least one byte remains, the interpreter crosses pages itself.
-                self.code.ops.push(o);
+                ops.push(o);
                 pos += 1;
                 break;
             }
             pos += o.len as usize;
-            if o.kind == K::Jcc && self.code.ops.len() > start {
-                if let Some(prev) = self.code.ops.last() {
+            if o.kind == K::Jcc && ops.len() > start {
+                if let Some(prev) = ops.last() {
                     fuse(&mut o, prev);
                 }
             }
-            self.code.ops.push(o);
+            ops.push(o);
             if ends_block(o.kind) {
                 break;
             }
         }
-        let count = self.code.ops.len() - start;
+        let count = ops.len() - start;
         if count == 0 {
             return None;
         }
