@@ -6,14 +6,21 @@
 //! of instructions inside one 4 KiB page. It ends at a branch, before an instruction that
 //! would cross the page end, at [`MAX_OPS`], or after an instruction that may change the
 //! mode, CS, a segment, IF, control/debug registers, or do I/O (those kinds are
-//! [`K::SlowEnd`]). Instructions without a fast handler run through the interpreter's
-//! `step` ([`K::Slow`]: the block goes on after them).
+//! [`K::SlowEnd`]). MMX/SSE/SSE2 instructions are decoded ops run by the SIMD unit
+//! ([`K::Simd`]); the remaining instructions without a fast handler run through the
+//! interpreter's `step` ([`K::Slow`]: the block goes on after them).
+//!
+//! Blocks run in chains (`Cpu::run_block`): one block follows the next while nothing the run
+//! loop checks between instructions can have changed. What only I/O or MMIO can change (the
+//! memory map, pending code invalidations from devices) is checked once per chain, and a
+//! block in the same linear page as the one before reuses its code translation and page
+//! generation.
 //!
 //! Invalidation is per physical page through `Memory`: building a block marks its page as
 //! code (which drops fast write TLB entries to it, so every write to the page takes the slow
-//! path and records an invalidation); invalidations are drained before each block lookup and
-//! after every slow-path write, and bump the page's generation, which the lookup compares.
-//! A write to the page of the running block ends the block after that instruction.
+//! path and records an invalidation); invalidations are drained before each chain and after
+//! every slow-path write, and bump the page's generation, which the lookup compares. A write
+//! to the page of the running chain ends the chain after that instruction.
 //!
 //! Memory is bounded: a two-way table of [`TABLE_SIZE`] blocks, a direct-mapped jump cache
 //! of [`JUMP_SIZE`] copies in front of it (small enough to stay in the L1 cache), and an
@@ -1187,6 +1194,13 @@ impl Cpu {
     /// The `match` is 1.5 to 1.8 times as fast in V8 and 10 to 20 % faster natively (the
     /// handlers inline into the block loop; through the table every op is an indirect call
     /// that can be neither inlined nor specialised), so it is the default.
+    ///
+    /// Inlining is decided per target: natively the rare kinds (XCHG, SETcc, CMOVcc, IMUL,
+    /// LEAVE, CBW/CWD, indirect JMP/CALL, 8/16-bit INC/DEC, other shifts) are calls, which
+    /// leaves the block loop more registers (ash loop 15.45 / 14.65 / 15.78 s CPU against
+    /// 16.30 / 15.54 / 17.81 s inlined, run side by side); in V8 the same change made the boot
+    /// 10 % slower (57.6 / 58.6 s against 52.8 s, `bench.mjs --only wasm86` alternated), so
+    /// the wasm build inlines every handler.
     #[inline(always)]
     fn exec_op<B: Bus>(&mut self, bus: &mut B, o: &Op, base: u32) -> Res<()> {
         #[cfg(feature = "fn-table")]
@@ -1428,7 +1442,8 @@ fn h_lea<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::IncDec`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_inc_dec<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1532,14 +1547,16 @@ fn h_ret<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::JmpM`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_jmp_m<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let t = c.rd_op(bus, o, o.n as u32)?;
     c.control_transfer_near(t, o.op32)
 }
 
 /// [`K::CallM`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_call_m<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
     let n = o.n as u32;
     let t = c.rd_op(bus, o, n)?;
@@ -1568,7 +1585,8 @@ fn h_movx<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Xchg`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_xchg<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1579,7 +1597,8 @@ fn h_xchg<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::ShiftI`] and [`K::ShiftCl`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_shift<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let cnt = if o.kind == K::ShiftI {
@@ -1596,14 +1615,16 @@ fn h_shift<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Setcc`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_setcc<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let v = c.cond(o.aux) as u32;
     c.wr_op(bus, o, 1, v)
 }
 
 /// [`K::Cmov`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_cmov<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let v = c.rd_op(bus, o, n)?;
@@ -1614,7 +1635,8 @@ fn h_cmov<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Imul3`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_imul3<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1624,7 +1646,8 @@ fn h_imul3<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Imul2`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_imul2<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let a = c.rd_op(bus, o, n)?;
@@ -1635,7 +1658,8 @@ fn h_imul2<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Leave`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_leave<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let m = c.sp_mask();
@@ -1653,7 +1677,8 @@ fn h_nop<B: Bus>(_: &mut Cpu, _: &mut B, _: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Cbw`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_cbw<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
     if o.op32 {
         c.regs[0] = c.regs[0] as i16 as i32 as u32;
@@ -1665,7 +1690,8 @@ fn h_cbw<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
 }
 
 /// [`K::Cwd`].
-#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
 fn h_cwd<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let sign = if o.op32 {
