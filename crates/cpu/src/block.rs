@@ -44,9 +44,10 @@ const EXIT_LEAVE: u8 = 2;
 /// Most ops in one block.
 const MAX_OPS: usize = 64;
 /// Direct jumps and calls a block follows to targets in its page ([`CodeCache::follows`]):
-/// in V8 following makes the ash loop 7 % faster (19.1 / 19.5 s against 21.4 / 20.6 s,
-/// `bench.mjs --only wasm86` alternated) and leaves boot and md5 as they were; natively it
-/// made the boot 8 % slower (38.4 / 38.0 s CPU against 35.1 / 35.4 s, run side by side).
+/// in V8 following, measured together with the 4096-entry jump cache, made the ash loop 7 %
+/// faster (19.1 / 19.5 s against 21.4 / 20.6 s, `bench.mjs --only wasm86` alternated) and
+/// left boot and md5 as they were; natively the same pair made the boot 8 % slower
+/// (38.4 / 38.0 s CPU against 35.1 / 35.4 s, run side by side).
 #[cfg(target_arch = "wasm32")]
 const DEFAULT_FOLLOWS: u32 = 4;
 #[cfg(not(target_arch = "wasm32"))]
