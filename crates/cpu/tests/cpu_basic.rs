@@ -1,6 +1,8 @@
 //! CPU tests with hand-encoded instructions on the flat test bus: real mode, mode switches,
 //! far calls between 16- and 32-bit code, exceptions, interrupts, REP, CPUID/MSRs, state.
 
+mod common;
+
 use wasm86_cpu::testbus::TestBus;
 use wasm86_cpu::{sreg, Cpu, CpuExit};
 
@@ -34,22 +36,6 @@ const GDT: u32 = 0x1000;
 const IDT: u32 = 0x2000;
 const TSS: u32 = 0x3000;
 
-fn gdt(bus: &mut TestBus) {
-    let d: [u64; 8] = [
-        0,
-        0x00CF_9A00_0000_FFFF,
-        0x00CF_9200_0000_FFFF,
-        0x0000_9A00_0000_FFFF,
-        0x0000_9200_0000_FFFF,
-        0x00CF_FA00_0000_FFFF,
-        0x00CF_F200_0000_FFFF,
-        0x0000_8900_0000_0067 | ((TSS as u64) << 16),
-    ];
-    for (i, v) in d.iter().enumerate() {
-        bus.load(GDT + 8 * i as u32, &v.to_le_bytes());
-    }
-}
-
 fn gate(bus: &mut TestBus, v: u8, sel: u16, off: u32, typ: u8, dpl: u8) {
     let lo = ((sel as u32) << 16) | (off & 0xFFFF);
     let hi = (off & 0xFFFF_0000) | ((typ as u32 | 0x80 | (dpl as u32) << 5) << 8);
@@ -59,7 +45,7 @@ fn gate(bus: &mut TestBus, v: u8, sel: u16, off: u32, typ: u8, dpl: u8) {
 
 /// Flat 32-bit CPU with GDT/IDT installed, stack at 0x9000, every vector to `handler`.
 fn pm_cpu(bus: &mut TestBus, eip: u32, handler: u32) -> Cpu {
-    gdt(bus);
+    common::load_gdt(bus, GDT, TSS);
     for v in 0..=255u8 {
         gate(bus, v, 0x08, handler, 0xE, 0);
     }
@@ -180,7 +166,7 @@ fn reset_state() {
 #[test]
 fn mode_switch_and_far_calls_16_32() {
     let mut b = bus();
-    gdt(&mut b);
+    common::load_gdt(&mut b, GDT, TSS);
     // GDT pointer at 0x7D00.
     b.load(0x7D00, &[0x3F, 0x00, 0x00, 0x10, 0x00, 0x00]);
     b.load(

@@ -1,6 +1,8 @@
 //! Legacy CPU features: x87 error reporting through FERR# with CR0.NE = 0 (IRQ13 on a PC),
 //! the alignment-check exception (#AC), and the virtual-8086 mode extensions (VME, PVI).
 
+mod common;
+
 use wasm86_cpu::testbus::TestBus;
 use wasm86_cpu::{sreg, Cpu, CpuExit};
 
@@ -149,22 +151,11 @@ const CR0_AM: u32 = 1 << 18;
 const EFLAGS_AC: u32 = 1 << 18;
 const NONE: u8 = 0xFF;
 
-/// GDT (flat ring 0 and ring 3 code/data, a 32-bit TSS at selector 0x38), an IDT whose
-/// vector v handler stores v at [SEEN] and halts (gates 3 and 0x21 open to ring 3).
+/// GDT (`common::load_gdt`: flat ring 0 and ring 3 code/data, a 32-bit TSS at selector
+/// 0x38), an IDT whose vector v handler stores v at [SEEN] and halts (gates 3 and 0x21 open
+/// to ring 3).
 fn pm_tables(b: &mut TestBus) {
-    let d: [u64; 8] = [
-        0,
-        0x00CF_9A00_0000_FFFF,
-        0x00CF_9200_0000_FFFF,
-        0,
-        0,
-        0x00CF_FA00_0000_FFFF,
-        0x00CF_F200_0000_FFFF,
-        0x0000_8900_0000_0067 | ((TSS as u64) << 16),
-    ];
-    for (i, v) in d.iter().enumerate() {
-        b.load(GDT + 8 * i as u32, &v.to_le_bytes());
-    }
+    common::load_gdt(b, GDT, TSS);
     b.write_u32(TSS + 4, 0x9000);
     b.write_u32(TSS + 8, 0x10);
     for v in 0..=255u32 {
