@@ -256,7 +256,7 @@ const EMPTY: Entry = Entry {
 };
 
 /// The code page of the running chain: its linear page, store offset and generation
-/// (`page_off == usize::MAX`: none yet).
+/// ([`CodePage::NONE`]: none yet).
 struct CodePage {
     lin: u32,
     page_off: usize,
@@ -264,9 +264,11 @@ struct CodePage {
 }
 
 impl CodePage {
+    /// No page: `lin` 1 is never a page address, so the first block of a chain always
+    /// looks its page up.
     const NONE: CodePage = CodePage {
-        lin: 0,
-        page_off: usize::MAX,
+        lin: 1,
+        page_off: 0,
         gen: 0,
     };
 }
@@ -920,8 +922,8 @@ impl Cpu {
     #[inline(never)]
     pub(crate) fn run_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> BlockExit {
         // What a chain cannot change is checked once here: the memory map changes only
-        // through I/O or MMIO (both end the chain), RAM writes drain the code invalidations
-        // themselves (`phys_write`), and the store does not grow.
+        // through I/O or MMIO (both end the chain), and RAM writes drain the code
+        // invalidations themselves (`phys_write`).
         let mem = bus.memory();
         if mem.generation() != self.code.mem_gen {
             self.code.mem_gen = mem.generation();
@@ -931,10 +933,6 @@ impl Cpu {
         if self.code.table.is_empty() {
             self.code.table = vec![EMPTY; TABLE_SIZE];
             self.code.jump = vec![EMPTY; JUMP_SIZE];
-        }
-        let pages = mem.store().len().div_ceil(4096);
-        if self.code.page_gen.len() < pages {
-            self.code.page_gen.resize(pages, 0);
         }
         let mut at = CodePage::NONE;
         let mut ran = false;
@@ -977,7 +975,7 @@ impl Cpu {
         let eip = self.eip;
         let cs_limit = cs.limit;
         let lin = cs.base.wrapping_add(eip);
-        if lin & 0xFFFF_F000 != at.lin || at.page_off == usize::MAX {
+        if lin & 0xFFFF_F000 != at.lin {
             let e = self.tlb_entry(lin);
             if e.rtag != lin & 0xFFFF_F000 {
                 return Chain::NoBlock;
@@ -985,7 +983,8 @@ impl Cpu {
             let page_off = e.off as usize;
             let page = page_off >> 12;
             if self.code.page_gen.len() <= page {
-                self.code.page_gen.resize(page + 1, 0);
+                let pages = bus.memory().store().len().div_ceil(4096);
+                self.code.page_gen.resize(pages.max(page + 1), 0);
             }
             *at = CodePage {
                 lin: lin & 0xFFFF_F000,
