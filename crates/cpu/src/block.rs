@@ -233,10 +233,6 @@ impl Entry {
     fn start(&self) -> usize {
         (self.ops & 0xFF_FFFF) as usize
     }
-    #[inline(always)]
-    fn count(&self) -> usize {
-        (self.ops >> 24) as usize
-    }
 }
 
 /// The tag of a block built under page generation `gen` with CS.D `big`.
@@ -275,14 +271,20 @@ impl CodePage {
 
 /// How one block ended.
 enum Chain {
-    /// Ran to its end: the next block may follow at once.
+    /// Left normally: the next block may follow at once.
     Go,
     /// Stopped: back to the run loop.
     Stop,
-    /// No block at CS:EIP.
-    NoBlock,
     /// An op faulted.
     Fault(crate::Fault),
+}
+
+/// The decoded ops of every block, and per op the block that came next the last time the
+/// chain left a block at that op (`Entry::ops`; 0: none yet).
+#[derive(Default)]
+struct Arena {
+    ops: Vec<Op>,
+    links: Vec<u32>,
 }
 
 /// The cache.
@@ -292,7 +294,10 @@ pub(crate) struct CodeCache {
     /// the table is a megabyte of random accesses). Its entries are copies: valid while
     /// the arena is not flushed and their page generation matches.
     jump: Vec<Entry>,
-    ops: Vec<Op>,
+    arena: Arena,
+    /// How many times the arena was cleared (a link is recorded only if the arena was not
+    /// cleared between the block it leads from and the lookup of the block it leads to).
+    arena_clears: u32,
     /// Generation per store page (bumped by code invalidations).
     page_gen: Vec<u32>,
     /// Memory map generation the cache was filled under.
@@ -315,7 +320,8 @@ impl CodeCache {
         CodeCache {
             table: Vec::new(),
             jump: Vec::new(),
-            ops: Vec::new(),
+            arena: Arena::default(),
+            arena_clears: 0,
             page_gen: Vec::new(),
             mem_gen: u64::MAX,
             cur_page: usize::MAX,
@@ -325,11 +331,15 @@ impl CodeCache {
         }
     }
 
-    /// Drops every block.
+    /// Drops every block (and ends the running chain: its arena is not cleared until it
+    /// ends).
     pub(crate) fn flush(&mut self) {
         self.table.iter_mut().for_each(|e| *e = EMPTY);
         self.jump.iter_mut().for_each(|e| *e = EMPTY);
-        self.ops.clear();
+        self.arena.ops.clear();
+        self.arena.links.clear();
+        self.arena_clears = self.arena_clears.wrapping_add(1);
+        self.exit |= EXIT_STOP;
     }
 
     /// Records that the code of store page `page` changed.
@@ -346,7 +356,7 @@ impl CodeCache {
 impl std::fmt::Debug for CodeCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CodeCache")
-            .field("ops", &self.ops.len())
+            .field("ops", &self.arena.ops.len())
             .field("built", &self.built)
             .finish_non_exhaustive()
     }
@@ -919,6 +929,14 @@ impl Cpu {
     /// that the run loop checks between instructions can have changed (only ops that keep
     /// IF, TF, RF, the interrupt shadow, the mode and CS ran, and there was no I/O), at most
     /// up to instruction count `limit`.
+    ///
+    /// In flat 32-bit code a block left through a direct branch (or at its end) records the
+    /// block that came next in the same page (its op's link); the next time the chain leaves
+    /// it there, it goes on at that block without a lookup. A link stays right as long as its
+    /// block does: both lie in one page, so they were built under the same page generation,
+    /// and the target is the same physical offset whatever the paging (the block it starts
+    /// from was found under the current translation); with a 4 GiB code segment the CS limit
+    /// check of the linked block depends on its EIP alone, which the link fixes.
     #[inline(never)]
     pub(crate) fn run_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> BlockExit {
         // What a chain cannot change is checked once here: the memory map changes only
@@ -934,42 +952,71 @@ impl Cpu {
             self.code.table = vec![EMPTY; TABLE_SIZE];
             self.code.jump = vec![EMPTY; JUMP_SIZE];
         }
+        let cs = &self.segs[sreg::CS];
+        let flat = cs.big && cs.limit == u32::MAX;
         let mut at = CodePage::NONE;
         let mut ran = false;
+        // The arena op the chain left its last block at, when that exit can be linked.
+        let mut from: Option<usize> = None;
         // The arena is moved out while the chain runs (the ops run with `&mut self`; nothing
-        // an op does builds blocks, and a flush meanwhile only clears the tables, so the
-        // ops it leaves behind are unreachable).
-        let mut ops = std::mem::take(&mut self.code.ops);
+        // an op does builds blocks, and a flush meanwhile only clears the tables and ends
+        // the chain).
+        let mut arena = std::mem::take(&mut self.code.arena);
         let exit = loop {
-            match self.one_block(bus, limit, &mut at, &mut ops) {
-                Chain::Go => {
+            let link = match from {
+                Some(i) if flat => arena.links.get(i).copied().unwrap_or(0),
+                _ => 0,
+            };
+            let range = if link != 0 {
+                link
+            } else {
+                let page = at.lin;
+                let clears = self.code.arena_clears;
+                let Some(range) = self.find_block(bus, &mut at, &mut arena) else {
+                    break if ran {
+                        BlockExit::Done
+                    } else {
+                        BlockExit::NoBlock
+                    };
+                };
+                if let (true, Some(i)) = (flat, from) {
+                    if at.lin == page && self.code.arena_clears == clears {
+                        if let Some(l) = arena.links.get_mut(i) {
+                            *l = range;
+                        }
+                    }
+                }
+                range
+            };
+            match self.run_ops(bus, limit, range, &arena.ops) {
+                (Chain::Go, next) => {
                     ran = true;
+                    from = next;
                     if self.icount >= limit {
                         break BlockExit::Done;
                     }
                 }
-                Chain::Stop => break BlockExit::Done,
-                Chain::NoBlock if ran => break BlockExit::Done,
-                Chain::NoBlock => break BlockExit::NoBlock,
-                Chain::Fault(f) => break BlockExit::Fault(f),
+                (Chain::Stop, _) => break BlockExit::Done,
+                (Chain::Fault(f), _) => break BlockExit::Fault(f),
             }
         };
-        self.code.ops = ops;
+        self.code.arena = arena;
         self.code.cur_page = usize::MAX;
         exit
     }
 
-    /// Runs one block. `at` is the code page of the block before it in the chain: a block
-    /// in the same linear page reuses its translation and generation (CS, paging and the
-    /// page's code do not change inside a chain: whatever changes them ends it).
+    /// Finds (or builds) the block at CS:EIP and returns its ops (`Entry::ops`), or `None`
+    /// when no block can run there. `at` is the code page of the block before it in the
+    /// chain: a block in the same linear page reuses its translation and generation (CS,
+    /// paging and the page's code do not change inside a chain: whatever changes them ends
+    /// it).
     #[inline(always)]
-    fn one_block<B: Bus>(
+    fn find_block<B: Bus>(
         &mut self,
         bus: &mut B,
-        limit: u64,
         at: &mut CodePage,
-        ops: &mut Vec<Op>,
-    ) -> Chain {
+        arena: &mut Arena,
+    ) -> Option<u32> {
         let cs = &self.segs[sreg::CS];
         let big = cs.big;
         let eip = self.eip;
@@ -978,7 +1025,7 @@ impl Cpu {
         if lin & 0xFFFF_F000 != at.lin {
             let e = self.tlb_entry(lin);
             if e.rtag != lin & 0xFFFF_F000 {
-                return Chain::NoBlock;
+                return None;
             }
             let page_off = e.off as usize;
             let page = page_off >> 12;
@@ -997,9 +1044,7 @@ impl Cpu {
         let page_off = at.page_off;
         let gen = at.gen;
         let off = page_off + (lin & 0xFFF) as usize;
-        let Ok(key) = u32::try_from(off) else {
-            return Chain::NoBlock;
-        };
+        let key = u32::try_from(off).ok()?;
         let s = slot(off);
         let want = tag(gen, big);
         let hit = |e: &Entry| e.key == key && e.tag == want;
@@ -1014,9 +1059,7 @@ impl Cpu {
             if hit(&other) {
                 ent = other;
             } else {
-                let Some(new) = self.build_block(bus, ops, page_off, off, big, key, gen) else {
-                    return Chain::NoBlock;
-                };
+                let new = self.build_block(bus, arena, page_off, off, big, key, gen)?;
                 // The set's first entry is the most recently built: the one it replaces
                 // moves to the second (whose old block is dropped).
                 // (A build that flushed the arena starts at 0: the old block is gone.)
@@ -1037,63 +1080,81 @@ impl Cpu {
         // otherwise the interpreter raises the fault at the right instruction.
         let last = eip as u64 + ent.ahead as u64 - 1;
         if last > cs_limit as u64 || !big && last > 0xFFFF || eip < ent.back as u32 {
-            return Chain::NoBlock;
+            return None;
         }
+        Some(ent.ops)
+    }
+
+    /// Runs the ops `range` (`Entry::ops`) of the block at EIP, at most up to instruction
+    /// count `limit`. Returns how the block ended and, when the chain may go on, the arena
+    /// index of the op it left the block at if that exit always leads to the same EIP (a
+    /// taken conditional branch, a direct JMP or CALL, the end of a block that falls
+    /// through): the op whose link the next block fills in.
+    #[inline(always)]
+    fn run_ops<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        limit: u64,
+        range: u32,
+        ops: &[Op],
+    ) -> (Chain, Option<usize>) {
         self.code.exit = 0;
-        let start = ent.start();
-        let end = start + ent.count();
-        let all = ops.get(start..end).unwrap_or(&[]);
+        let start = (range & 0xFF_FFFF) as usize;
+        let all = ops
+            .get(start..start + (range >> 24) as usize)
+            .unwrap_or(&[]);
         let budget = limit.saturating_sub(self.icount);
         let run = if (all.len() as u64) > budget {
             all.get(..budget as usize).unwrap_or(&[])
         } else {
             all
         };
-        let mut r = Chain::Go;
         // EIP is written back only by branches, by slow ops, after a fault (from the op's
         // offset) and after the last op.
         let base = self.eip;
-        let mut last: Option<&Op> = None;
+        let mut done = 0usize;
         for op in run {
             if let Err(f) = self.exec_op(bus, op, base) {
                 self.start_eip = op_eip(op, base);
-                r = Chain::Fault(f);
-                last = None;
-                break;
+                return (Chain::Fault(f), None);
             }
-            last = Some(op);
+            done += 1;
             self.icount += 1;
             // MMIO and code invalidations stop the chain; I/O and HLT are `SlowEnd`. A taken
             // conditional branch leaves the block (one not taken falls through to the next
             // op: blocks go on past conditional branches).
             if self.code.exit != 0 {
-                if self.code.exit & EXIT_STOP != 0 {
-                    r = Chain::Stop;
-                }
                 break;
             }
         }
-        if let Some(l) = last {
-            if !sets_eip(l.kind) {
-                self.eip = next_eip(l, base);
-            }
+        let Some(last) = done.checked_sub(1).and_then(|i| run.get(i)) else {
+            return (Chain::Stop, None);
+        };
+        if !sets_eip(last.kind) {
+            self.eip = next_eip(last, base);
         }
-        if let (Chain::Go, Some(lastop)) = (&r, run.last()) {
-            if lastop.kind == K::SlowEnd || run.len() < all.len() {
-                r = Chain::Stop;
-            }
+        let at = start + done - 1;
+        match self.code.exit {
+            0 => {}
+            EXIT_LEAVE => return (Chain::Go, Some(at)),
+            _ => return (Chain::Stop, None),
         }
-        r
+        if done < all.len() || last.kind == K::SlowEnd {
+            return (Chain::Stop, None);
+        }
+        let fixed =
+            !sets_eip(last.kind) || matches!(last.kind, K::Jmp | K::Call | K::JmpIn | K::CallIn);
+        (Chain::Go, fixed.then_some(at))
     }
 
-    /// Decodes the block at store offset `off` into the arena `ops` (out of line: it is not hot, and
-    /// the block loop it would be inlined into is short of registers already).
+    /// Decodes the block at store offset `off` into the arena (out of line: it is not hot,
+    /// and the block loop it would be inlined into is short of registers already).
     #[cold]
     #[inline(never)]
     fn build_block<B: Bus>(
         &mut self,
         bus: &mut B,
-        ops: &mut Vec<Op>,
+        arena: &mut Arena,
         page_off: usize,
         off: usize,
         big: bool,
@@ -1102,10 +1163,13 @@ impl Cpu {
     ) -> Option<Entry> {
         let mem = bus.memory();
         let page = mem.store().get(page_off..page_off + 4096)?;
-        if ops.len() + MAX_OPS > ARENA_OPS {
+        if arena.ops.len() + MAX_OPS > ARENA_OPS {
             self.code.flush();
-            ops.clear();
+            arena.ops.clear();
+            arena.links.clear();
+            self.code.arena_clears = self.code.arena_clears.wrapping_add(1);
         }
+        let ops = &mut arena.ops;
         let start = ops.len();
         // Positions in the page: where decoding is, the first byte, and the range covered.
         let first = off - page_off;
@@ -1161,6 +1225,7 @@ impl Cpu {
             }
         }
         let count = ops.len() - start;
+        arena.links.resize(arena.ops.len(), 0);
         if count == 0 {
             return None;
         }
@@ -1937,6 +2002,51 @@ mod tests {
         assert_eq!(b.mem.page_flags(0x4000) & wasm86_memory::PAGE_CODE, 1);
     }
 
+    /// Two passes of a loop, the code between them patching the loop's immediate: the
+    /// second pass must run the new code although the first linked the loop's blocks.
+    const PATCHED_LOOP: &[u8] = &[
+        0xB9, 0x32, 0, 0, 0, // 4000: mov ecx, 50
+        0x83, 0xC0, 0x01, // 4005: add eax, 1 (immediate at 4007)
+        0x49, // 4008: dec ecx
+        0x75, 0xFA, // 4009: jnz 4005
+        0x42, // 400B: inc edx
+        0x83, 0xFA, 0x02, // 400C: cmp edx, 2
+        0x74, 0x10, // 400F: je 4021
+        0xC6, 0x05, 0x07, 0x40, 0, 0, 0x03, // 4011: mov byte [4007], 3
+        0xB9, 0x32, 0, 0, 0, // 4018: mov ecx, 50
+        0xEB, 0xE6, // 401D: jmp 4005
+        0x90, 0x90, // 401F
+        0xF4, // 4021: hlt
+    ];
+
+    #[test]
+    fn linked_blocks_see_code_changes_in_their_page() {
+        let mut b = TestBus::new(1 << 20).unwrap();
+        b.load(0x4000, PATCHED_LOOP);
+        let mut c = Cpu::new();
+        c.setup_flat32(0x4000);
+        c.regs = [0; 8];
+        assert_eq!(c.run(&mut b, u64::MAX), CpuExit::Halted);
+        assert_eq!(c.regs[0], 50 + 50 * 3);
+        assert_eq!(c.regs[2], 2);
+        assert_eq!(c.icount(), 2 + 2 * 50 * 3 + 2 * 3 + 3);
+        let links = c.code.arena.links.iter().filter(|&&l| l != 0).count();
+        assert!(links >= 2, "{links} links");
+    }
+
+    #[test]
+    fn blocks_are_not_linked_under_a_cs_limit() {
+        let mut b = TestBus::new(1 << 20).unwrap();
+        b.load(0x4000, PATCHED_LOOP);
+        let mut c = Cpu::new();
+        c.setup_flat32(0x4000);
+        c.segs[sreg::CS] = crate::Seg::from_cache(0x08, 0, 0x000F_FFFF, 0x409B);
+        c.regs = [0; 8];
+        assert_eq!(c.run(&mut b, u64::MAX), CpuExit::Halted);
+        assert_eq!(c.regs[0], 50 + 50 * 3);
+        assert!(c.code.arena.links.iter().all(|&l| l == 0));
+    }
+
     #[test]
     fn blocks_go_on_past_conditional_branches_not_taken() {
         let mut b = TestBus::new(1 << 20).unwrap();
@@ -1983,7 +2093,7 @@ mod tests {
         assert_eq!(c.icount(), 9);
         // call-mov-jmp-inc-ret, then jmp-push-hlt.
         assert!(c.code.built <= 2, "{} blocks built", c.code.built);
-        let ops = &c.code.ops;
+        let ops = &c.code.arena.ops;
         assert_eq!(ops.iter().filter(|o| o.kind == K::CallIn).count(), 1);
         assert_eq!(ops.iter().filter(|o| o.kind == K::JmpIn).count(), 2);
 
@@ -2077,7 +2187,13 @@ mod tests {
             c.regs = [0x8123_45FE, 0, 0, 0x5FF0, 0x9000, 0, 0, 0];
             c.dbp_exec = !blocks;
             assert_eq!(c.run(&mut b, 100), CpuExit::Halted);
-            let simd_ops = c.code.ops.iter().filter(|o| o.kind == K::Simd).count();
+            let simd_ops = c
+                .code
+                .arena
+                .ops
+                .iter()
+                .filter(|o| o.kind == K::Simd)
+                .count();
             assert_eq!(simd_ops >= 19, blocks, "{simd_ops} SIMD block ops");
             let mut mem = vec![0; 64];
             b.read(0x6000, &mut mem);
@@ -2139,8 +2255,9 @@ mod tests {
             "{} blocks built",
             c.code.built
         );
-        assert!(c.code.ops.len() <= ARENA_OPS);
-        assert!(c.code.ops.capacity() <= 2 * ARENA_OPS);
+        assert!(c.code.arena.ops.len() <= ARENA_OPS);
+        assert!(c.code.arena.ops.capacity() <= 2 * ARENA_OPS);
+        assert_eq!(c.code.arena.links.len(), c.code.arena.ops.len());
         assert_eq!(c.code.table.len(), TABLE_SIZE);
     }
 
@@ -2340,7 +2457,13 @@ mod tests {
                             c.set_eflags(crate::flags::CF);
                             c.dbp_exec = interp;
                             assert_eq!(c.run(&mut bus, u64::MAX), CpuExit::Halted);
-                            fused += c.code.ops.iter().filter(|o| o.kind == K::JccFused).count();
+                            fused += c
+                                .code
+                                .arena
+                                .ops
+                                .iter()
+                                .filter(|o| o.kind == K::JccFused)
+                                .count();
                             out.push((c.regs, c.eip, c.get_eflags(), c.icount));
                         }
                         assert_eq!(out[0], out[1], "{code:02X?} eax {a:08X} ebx {b:08X}");
