@@ -375,3 +375,30 @@ fn rep_movsb_overlapping_forward_replicates() {
     b.read(0x6000, &mut out);
     assert_eq!(out, [1; 9]);
 }
+
+#[test]
+fn a_remapped_call_target_is_not_followed_through_its_old_link() {
+    let (mut c, mut b) = setup(3);
+    // mov ecx, 10; l: call 0x8000; dec ecx; jnz l; hlt
+    b.load(
+        0x4000,
+        &[
+            0xB9, 0x0A, 0, 0, 0, 0xE8, 0xF6, 0x3F, 0, 0, 0x49, 0x75, 0xF8, 0xF4,
+        ],
+    );
+    // Two versions of the function at linear 0x8000: add eax, 1 / add eax, 100; ret
+    b.load(0xA000, &[0x83, 0xC0, 0x01, 0xC3]);
+    b.load(0xB000, &[0x83, 0xC0, 0x64, 0xC3]);
+    b.write_u32(PT + 4 * 8, 0xA000 | 3);
+    c.set_reg32(EAX, 0);
+    // The stack away from the code (0x9000 would push into linear page 8).
+    c.set_reg32(ESP, 0x7000);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(c.reg32(EAX), 10);
+    // The same caller, the callee's page mapped elsewhere.
+    b.write_u32(PT + 4 * 8, 0xB000 | 3);
+    c.set_cr3(PD);
+    c.set_eip(0x4000);
+    assert_eq!(run(&mut c, &mut b), CpuExit::Halted);
+    assert_eq!(c.reg32(EAX), 10 + 10 * 100);
+}
