@@ -280,32 +280,11 @@ enum Chain {
 }
 
 /// The decoded ops of every block, and per op the block that came next the last time the
-/// chain left a block at that op.
+/// chain left a block at that op (`Entry::ops`; 0: none yet).
 #[derive(Default)]
 struct Arena {
     ops: Vec<Op>,
-    links: Vec<Link>,
-}
-
-/// The block that came next after an op (see `Cpu::run_block`).
-#[derive(Clone, Copy, Debug, Default)]
-struct Link {
-    /// EIP it started at.
-    eip: u32,
-    /// Its key and tag ([`Entry`]).
-    key: u32,
-    tag: u32,
-    /// Its ops ([`Entry`]; 0: no link).
-    ops: u32,
-}
-
-impl Link {
-    const NONE: Link = Link {
-        eip: 0,
-        key: 0,
-        tag: 0,
-        ops: 0,
-    };
+    links: Vec<u32>,
 }
 
 /// The cache.
@@ -951,12 +930,13 @@ impl Cpu {
     /// IF, TF, RF, the interrupt shadow, the mode and CS ran, and there was no I/O), at most
     /// up to instruction count `limit`.
     ///
-    /// In flat 32-bit code the op a block was left at records the block that came next (its
-    /// link: EIP, store offset, tag and ops); the next time the chain leaves the block there
-    /// for the same EIP, it goes on at that block if the EIP still translates to the same
-    /// store offset and the page's generation still matches, without a lookup. With a
-    /// 4 GiB code segment the CS limit check of a block depends on its EIP alone, which the
-    /// link fixes.
+    /// In flat 32-bit code a block left through a direct branch (or at its end) records the
+    /// block that came next in the same page (its op's link); the next time the chain leaves
+    /// it there, it goes on at that block without a lookup. A link stays right as long as its
+    /// block does: both lie in one page, so they were built under the same page generation,
+    /// and the target is the same physical offset whatever the paging (the block it starts
+    /// from was found under the current translation); with a 4 GiB code segment the CS limit
+    /// check of the linked block depends on its EIP alone, which the link fixes.
     #[inline(never)]
     pub(crate) fn run_block<B: Bus>(&mut self, bus: &mut B, limit: u64) -> BlockExit {
         // What a chain cannot change is checked once here: the memory map changes only
@@ -984,14 +964,15 @@ impl Cpu {
         let mut arena = std::mem::take(&mut self.code.arena);
         let exit = loop {
             let link = match from {
-                Some(i) if flat => arena.links.get(i).copied().unwrap_or(Link::NONE),
-                _ => Link::NONE,
+                Some(i) if flat => arena.links.get(i).copied().unwrap_or(0),
+                _ => 0,
             };
-            let range = if self.follow(bus, &link, &mut at) {
-                link.ops
+            let range = if link != 0 {
+                link
             } else {
+                let page = at.lin;
                 let clears = self.code.arena_clears;
-                let Some(ent) = self.find_block(bus, &mut at, &mut arena) else {
+                let Some(range) = self.find_block(bus, &mut at, &mut arena) else {
                     break if ran {
                         BlockExit::Done
                     } else {
@@ -999,18 +980,13 @@ impl Cpu {
                     };
                 };
                 if let (true, Some(i)) = (flat, from) {
-                    if self.code.arena_clears == clears {
+                    if at.lin == page && self.code.arena_clears == clears {
                         if let Some(l) = arena.links.get_mut(i) {
-                            *l = Link {
-                                eip: self.eip,
-                                key: ent.key,
-                                tag: ent.tag,
-                                ops: ent.ops,
-                            };
+                            *l = range;
                         }
                     }
                 }
-                ent.ops
+                range
             };
             match self.run_ops(bus, limit, range, &arena.ops) {
                 (Chain::Go, next) => {
@@ -1029,16 +1005,27 @@ impl Cpu {
         exit
     }
 
-    /// Makes `at` the code page of linear address `lin` (`false`: no code translation).
-    /// `at` is the code page of the block before in the chain: a block in the same linear
-    /// page reuses its translation and generation (CS, paging and the page's code do not
-    /// change inside a chain: whatever changes them ends it).
+    /// Finds (or builds) the block at CS:EIP and returns its ops (`Entry::ops`), or `None`
+    /// when no block can run there. `at` is the code page of the block before it in the
+    /// chain: a block in the same linear page reuses its translation and generation (CS,
+    /// paging and the page's code do not change inside a chain: whatever changes them ends
+    /// it).
     #[inline(always)]
-    fn code_page<B: Bus>(&mut self, bus: &mut B, lin: u32, at: &mut CodePage) -> bool {
+    fn find_block<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        at: &mut CodePage,
+        arena: &mut Arena,
+    ) -> Option<u32> {
+        let cs = &self.segs[sreg::CS];
+        let big = cs.big;
+        let eip = self.eip;
+        let cs_limit = cs.limit;
+        let lin = cs.base.wrapping_add(eip);
         if lin & 0xFFFF_F000 != at.lin {
             let e = self.tlb_entry(lin);
             if e.rtag != lin & 0xFFFF_F000 {
-                return false;
+                return None;
             }
             let page_off = e.off as usize;
             let page = page_off >> 12;
@@ -1053,40 +1040,6 @@ impl Cpu {
             };
             // A write to this page from now on ends the chain.
             self.code.cur_page = page;
-        }
-        true
-    }
-
-    /// Whether the block `l` links to is the block at CS:EIP (same EIP, same store offset
-    /// under the current translation, same page generation); `at` becomes its code page.
-    #[inline(always)]
-    fn follow<B: Bus>(&mut self, bus: &mut B, l: &Link, at: &mut CodePage) -> bool {
-        if l.ops == 0 || l.eip != self.eip {
-            return false;
-        }
-        let cs = &self.segs[sreg::CS];
-        let big = cs.big;
-        let lin = cs.base.wrapping_add(self.eip);
-        self.code_page(bus, lin, at)
-            && at.page_off + (lin & 0xFFF) as usize == l.key as usize
-            && tag(at.gen, big) == l.tag
-    }
-
-    /// Finds (or builds) the block at CS:EIP, or `None` when no block can run there.
-    #[inline(always)]
-    fn find_block<B: Bus>(
-        &mut self,
-        bus: &mut B,
-        at: &mut CodePage,
-        arena: &mut Arena,
-    ) -> Option<Entry> {
-        let cs = &self.segs[sreg::CS];
-        let big = cs.big;
-        let eip = self.eip;
-        let cs_limit = cs.limit;
-        let lin = cs.base.wrapping_add(eip);
-        if !self.code_page(bus, lin, at) {
-            return None;
         }
         let page_off = at.page_off;
         let gen = at.gen;
@@ -1129,12 +1082,14 @@ impl Cpu {
         if last > cs_limit as u64 || !big && last > 0xFFFF || eip < ent.back as u32 {
             return None;
         }
-        Some(ent)
+        Some(ent.ops)
     }
 
     /// Runs the ops `range` (`Entry::ops`) of the block at EIP, at most up to instruction
     /// count `limit`. Returns how the block ended and, when the chain may go on, the arena
-    /// index of the op it left the block at (whose link the next block fills in).
+    /// index of the op it left the block at if that exit always leads to the same EIP (a
+    /// taken conditional branch, a direct JMP or CALL, the end of a block that falls
+    /// through): the op whose link the next block fills in.
     #[inline(always)]
     fn run_ops<B: Bus>(
         &mut self,
@@ -1187,7 +1142,9 @@ impl Cpu {
         if done < all.len() || last.kind == K::SlowEnd {
             return (Chain::Stop, None);
         }
-        (Chain::Go, Some(at))
+        let fixed =
+            !sets_eip(last.kind) || matches!(last.kind, K::Jmp | K::Call | K::JmpIn | K::CallIn);
+        (Chain::Go, fixed.then_some(at))
     }
 
     /// Decodes the block at store offset `off` into the arena (out of line: it is not hot,
@@ -1268,7 +1225,7 @@ impl Cpu {
             }
         }
         let count = ops.len() - start;
-        arena.links.resize(arena.ops.len(), Link::NONE);
+        arena.links.resize(arena.ops.len(), 0);
         if count == 0 {
             return None;
         }
@@ -2073,10 +2030,11 @@ mod tests {
         assert_eq!(c.regs[0], 50 + 50 * 3);
         assert_eq!(c.regs[2], 2);
         assert_eq!(c.icount(), 2 + 2 * 50 * 3 + 2 * 3 + 3);
-        let links = c.code.arena.links.iter().filter(|l| l.ops != 0).count();
+        let links = c.code.arena.links.iter().filter(|&&l| l != 0).count();
         assert!(links >= 2, "{links} links");
     }
 
+    /// A function in the page of its two callers: its return is not linked to either.
     #[test]
     fn a_return_goes_on_at_its_own_caller() {
         let mut b = TestBus::new(1 << 20).unwrap();
@@ -2084,21 +2042,21 @@ mod tests {
             0x4000,
             &[
                 0xB9, 0x14, 0, 0, 0, // 4000: mov ecx, 20
-                0xE8, 0xF6, 0x0F, 0, 0, // 4005: call 5000
+                0xE8, 0xF6, 0, 0, 0, // 4005: call 4100
                 0x83, 0xC0, 0x01, // 400A: add eax, 1
-                0xE8, 0xEE, 0x0F, 0, 0, // 400D: call 5000
+                0xE8, 0xEE, 0, 0, 0, // 400D: call 4100
                 0x83, 0xC0, 0x64, // 4012: add eax, 100
                 0x49, // 4015: dec ecx
                 0x75, 0xED, // 4016: jnz 4005
                 0xF4, // 4018: hlt
             ],
         );
-        b.load(0x5000, &[0x42, 0xC3]); // inc edx; ret
+        b.load(0x4100, &[0x42, 0xC3]); // inc edx; ret
         let mut c = Cpu::new();
         c.setup_flat32(0x4000);
         c.regs = [0; 8];
         c.regs[4] = 0x9000;
-        assert_eq!(c.run(&mut b, u64::MAX), CpuExit::Halted);
+        assert_eq!(c.run(&mut b, 10_000), CpuExit::Halted);
         assert_eq!(c.regs[0], 20 * 101);
         assert_eq!(c.regs[2], 40);
         assert_eq!(c.icount(), 1 + 20 * 10 + 1);
@@ -2114,7 +2072,7 @@ mod tests {
         c.regs = [0; 8];
         assert_eq!(c.run(&mut b, u64::MAX), CpuExit::Halted);
         assert_eq!(c.regs[0], 50 + 50 * 3);
-        assert!(c.code.arena.links.iter().all(|l| l.ops == 0));
+        assert!(c.code.arena.links.iter().all(|&l| l == 0));
     }
 
     #[test]
