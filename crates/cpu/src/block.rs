@@ -331,8 +331,9 @@ impl CodeCache {
         }
     }
 
-    /// Drops every block (and ends the running chain: its arena is not cleared until it
-    /// ends).
+    /// Drops every block from the tables and empties the arena. An op that flushes ends the
+    /// running chain: the chain holds the arena meanwhile and puts it back when it ends, its
+    /// ops unreachable from the tables.
     pub(crate) fn flush(&mut self) {
         self.table.iter_mut().for_each(|e| *e = EMPTY);
         self.jump.iter_mut().for_each(|e| *e = EMPTY);

@@ -376,6 +376,9 @@ fn rep_movsb_overlapping_forward_replicates() {
     assert_eq!(out, [1; 9]);
 }
 
+/// A caller whose callee's page is mapped elsewhere between two runs runs the new callee
+/// (blocks link only to blocks in their own page; a link across pages would have to see the
+/// new translation).
 #[test]
 fn a_remapped_call_target_is_not_followed_through_its_old_link() {
     let (mut c, mut b) = setup(3);
