@@ -14,7 +14,9 @@
 //! loop checks between instructions can have changed. What only I/O or MMIO can change (the
 //! memory map, pending code invalidations from devices) is checked once per chain, and a
 //! block in the same linear page as the one before reuses its code translation and page
-//! generation.
+//! generation. In flat 32-bit code the op a block is left at (a taken branch, a direct JMP or
+//! CALL, the end of the block) links to the block that followed it in the same page, which
+//! the chain then runs without a lookup.
 //!
 //! Invalidation is per physical page through `Memory`: building a block marks its page as
 //! code (which drops fast write TLB entries to it, so every write to the page takes the slow
