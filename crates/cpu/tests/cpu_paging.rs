@@ -2,6 +2,8 @@
 //! U/S, INVLPG inside a 4 MiB page, PGE, and self-modifying code across a page boundary
 //! (also through an alias mapping).
 
+mod common;
+
 use wasm86_cpu::testbus::TestBus;
 use wasm86_cpu::{Cpu, CpuExit};
 
@@ -20,19 +22,7 @@ const PT: u32 = 0x11000;
 
 fn setup(pte_flags: u32) -> (Cpu, TestBus) {
     let mut b = TestBus::new(16 << 20).unwrap();
-    let d: [u64; 8] = [
-        0,
-        0x00CF_9A00_0000_FFFF,
-        0x00CF_9200_0000_FFFF,
-        0x0000_9A00_0000_FFFF,
-        0x0000_9200_0000_FFFF,
-        0x00CF_FA00_0000_FFFF,
-        0x00CF_F200_0000_FFFF,
-        0x0000_8900_0000_0067 | ((TSS as u64) << 16),
-    ];
-    for (i, v) in d.iter().enumerate() {
-        b.load(GDT + 8 * i as u32, &v.to_le_bytes());
-    }
+    common::load_gdt(&mut b, GDT, TSS);
     for v in 0..=255u32 {
         let off = 0x5000u32;
         b.write_u32(IDT + 8 * v, (0x08 << 16) | (off & 0xFFFF));
