@@ -233,8 +233,21 @@ struct Entry {
 impl Entry {
     #[inline(always)]
     fn start(&self) -> usize {
-        (self.ops & 0xFF_FFFF) as usize
+        op_range(self.ops).start
     }
+}
+
+/// Packs the arena range of a block's ops ([`Entry::ops`]).
+#[inline(always)]
+fn pack_ops(start: usize, count: usize) -> u32 {
+    start as u32 | (count as u32) << 24
+}
+
+/// The arena range of packed ops ([`Entry::ops`]).
+#[inline(always)]
+fn op_range(ops: u32) -> std::ops::Range<usize> {
+    let start = (ops & 0xFF_FFFF) as usize;
+    start..start + (ops >> 24) as usize
 }
 
 /// The tag of a block built under page generation `gen` with CS.D `big`.
@@ -289,6 +302,13 @@ struct Arena {
     links: Vec<u32>,
 }
 
+impl Arena {
+    fn clear(&mut self) {
+        self.ops.clear();
+        self.links.clear();
+    }
+}
+
 /// The cache.
 pub(crate) struct CodeCache {
     table: Vec<Entry>,
@@ -339,8 +359,7 @@ impl CodeCache {
     pub(crate) fn flush(&mut self) {
         self.table.iter_mut().for_each(|e| *e = EMPTY);
         self.jump.iter_mut().for_each(|e| *e = EMPTY);
-        self.arena.ops.clear();
-        self.arena.links.clear();
+        self.arena.clear();
         self.arena_clears = self.arena_clears.wrapping_add(1);
         self.exit |= EXIT_STOP;
     }
@@ -1102,10 +1121,9 @@ impl Cpu {
         ops: &[Op],
     ) -> (Chain, Option<usize>) {
         self.code.exit = 0;
-        let start = (range & 0xFF_FFFF) as usize;
-        let all = ops
-            .get(start..start + (range >> 24) as usize)
-            .unwrap_or(&[]);
+        let range = op_range(range);
+        let start = range.start;
+        let all = ops.get(range).unwrap_or(&[]);
         let budget = limit.saturating_sub(self.icount);
         let run = if (all.len() as u64) > budget {
             all.get(..budget as usize).unwrap_or(&[])
@@ -1167,10 +1185,9 @@ impl Cpu {
         let mem = bus.memory();
         let page = mem.store().get(page_off..page_off + 4096)?;
         if arena.ops.len() + MAX_OPS > ARENA_OPS {
+            // (The flush counts the clear.)
             self.code.flush();
-            arena.ops.clear();
-            arena.links.clear();
-            self.code.arena_clears = self.code.arena_clears.wrapping_add(1);
+            arena.clear();
         }
         let ops = &mut arena.ops;
         let start = ops.len();
@@ -1244,7 +1261,7 @@ impl Cpu {
         Some(Entry {
             key,
             tag: tag(gen, big),
-            ops: start as u32 | (count as u32) << 24,
+            ops: pack_ops(start, count),
             ahead: (hi - first) as u16,
             back: (first - lo) as u16,
         })
