@@ -8,7 +8,10 @@
 //! mode, CS, a segment, IF, control/debug registers, or do I/O (those kinds are
 //! [`K::SlowEnd`]). MMX/SSE/SSE2 instructions are decoded ops run by the SIMD unit
 //! ([`K::Simd`]); the remaining instructions without a fast handler run through the
-//! interpreter's `step` ([`K::Slow`]: the block goes on after them).
+//! interpreter's `step` ([`K::Slow`]: the block goes on after them). A run of up to
+//! [`MAX_CNT`] PUSH or POP r32 is one op ([`K::PushRegs`], [`K::PopRegs`]; function prologues
+//! and epilogues): such an op counts its instructions ([`Op::cnt`]), retires those before
+//! one that faults, and stops after one that must end the chain.
 //!
 //! Blocks run in chains (`Cpu::run_block`): one block follows the next while nothing the run
 //! loop checks between instructions can have changed. What only I/O or MMIO can change (the
@@ -45,6 +48,8 @@ pub(crate) const EXIT_STOP: u8 = 1;
 const EXIT_LEAVE: u8 = 2;
 /// Most ops in one block.
 const MAX_OPS: usize = 64;
+/// Most instructions in one op ([`Op::cnt`]).
+const MAX_CNT: u8 = 8;
 /// Direct jumps and calls a block follows to targets in its page ([`CodeCache::follows`]):
 /// in V8 following, measured together with the 4096-entry jump cache, made the ash loop 7 %
 /// faster (19.1 / 19.5 s against 21.4 / 20.6 s, `bench.mjs --only wasm86` alternated) and
@@ -157,6 +162,11 @@ pub(crate) enum K {
     /// CALL rel to a target in the same page that the block goes on at (`imm` as for
     /// [`K::JmpIn`]).
     CallIn,
+    /// A run of `cnt` consecutive PUSH r32 (one byte each): the registers in `imm`, four
+    /// bits each, the first in the low bits.
+    PushRegs,
+    /// A run of `cnt` consecutive POP r32 (as [`K::PushRegs`]).
+    PopRegs,
 }
 
 /// One pre-decoded instruction.
@@ -188,6 +198,9 @@ pub(crate) struct Op {
     pub op32: bool,
     pub disp: u32,
     pub imm: u32,
+    /// Instructions in the op: 1, or up to [`MAX_CNT`] for the runs of one-byte
+    /// instructions that build up one op ([`K::PushRegs`], [`K::PopRegs`]).
+    pub cnt: u8,
 }
 
 impl Op {
@@ -208,6 +221,7 @@ impl Op {
             op32: true,
             disp: 0,
             imm: 0,
+            cnt: 1,
         }
     }
 }
@@ -290,6 +304,8 @@ enum Chain {
     Go,
     /// Stopped: back to the run loop.
     Stop,
+    /// Nothing ran: the first op has more instructions than the budget allows.
+    Empty,
     /// An op faulted.
     Fault(crate::Fault),
 }
@@ -330,6 +346,10 @@ pub(crate) struct CodeCache {
     /// its page, MMIO, a slow op that did not fall through) and/or [`EXIT_LEAVE`] (a taken
     /// conditional branch). One byte so the op loop tests it once.
     pub exit: u8,
+    /// Set by an op of several instructions that faults after the first: how many of its
+    /// instructions retired and how many bytes they take (the faulting instruction's
+    /// offset in the op). Read and cleared by the block loop.
+    partial: (u8, u8),
     /// Blocks built (statistics).
     pub built: u64,
     /// How many direct JMP/CALL rel a block follows to targets in its own page (a block
@@ -348,6 +368,7 @@ impl CodeCache {
             mem_gen: u64::MAX,
             cur_page: usize::MAX,
             exit: 0,
+            partial: (0, 0),
             built: 0,
             follows: DEFAULT_FOLLOWS,
         }
@@ -866,6 +887,45 @@ fn fuse(o: &mut Op, prev: &Op) {
     o.n = prev.n;
 }
 
+/// The register of a PUSH or POP of a 32-bit register (one byte, no prefix), and the kind
+/// of the run it starts.
+fn push_pop_reg(o: &Op) -> Option<(K, u8)> {
+    match o.kind {
+        K::PushM if o.rm != MEM && o.n == 4 && o.len == 1 => Some((K::PushRegs, o.rm)),
+        K::PopR if o.n == 4 && o.len == 1 => Some((K::PopRegs, o.reg)),
+        _ => None,
+    }
+}
+
+/// Adds `o` to the run of PUSH or POP r32 that the block's last op (at or after `start`)
+/// is or starts, if `o` continues it; returns whether it did.
+fn merge(ops: &mut [Op], start: usize, o: &Op) -> bool {
+    let Some((run, reg)) = push_pop_reg(o) else {
+        return false;
+    };
+    let Some(last) = ops.get_mut(start..).and_then(|b| b.last_mut()) else {
+        return false;
+    };
+    // The op before must end where `o` starts (a followed jump does not).
+    if last.off.wrapping_add(last.len as u16) != o.off || last.cnt >= MAX_CNT {
+        return false;
+    }
+    if last.kind != run {
+        let Some((k, first)) = push_pop_reg(last) else {
+            return false;
+        };
+        if k != run {
+            return false;
+        }
+        last.kind = run;
+        last.imm = first as u32;
+    }
+    last.imm |= (reg as u32) << (4 * last.cnt as u32);
+    last.cnt += 1;
+    last.len += 1;
+    true
+}
+
 /// Condition `cc` after an op of lazy kind `kind` and size `n` with operands `a`, `b` and
 /// result `res` (all masked to the size), as [`Cpu::cond`] computes it from the flags.
 #[inline(always)]
@@ -1019,6 +1079,13 @@ impl Cpu {
                     }
                 }
                 (Chain::Stop, _) => break BlockExit::Done,
+                (Chain::Empty, _) => {
+                    break if ran {
+                        BlockExit::Done
+                    } else {
+                        BlockExit::NoBlock
+                    }
+                }
                 (Chain::Fault(f), _) => break BlockExit::Fault(f),
             }
         };
@@ -1125,8 +1192,19 @@ impl Cpu {
         let start = range.start;
         let all = ops.get(range).unwrap_or(&[]);
         let budget = limit.saturating_sub(self.icount);
-        let run = if (all.len() as u64) > budget {
-            all.get(..budget as usize).unwrap_or(&[])
+        let run = if all.len() as u64 * MAX_CNT as u64 > budget {
+            // The ops whose instructions all fit in the budget (an op of several
+            // instructions that does not fit is left to the next block or the interpreter).
+            let mut left = budget;
+            let fit = all
+                .iter()
+                .take_while(|o| {
+                    let fits = o.cnt as u64 <= left;
+                    left = left.saturating_sub(o.cnt as u64);
+                    fits
+                })
+                .count();
+            all.get(..fit).unwrap_or(&[])
         } else {
             all
         };
@@ -1136,11 +1214,14 @@ impl Cpu {
         let mut done = 0usize;
         for op in run {
             if let Err(f) = self.exec_op(bus, op, base) {
-                self.start_eip = op_eip(op, base);
+                // The instructions of the op before the one that faulted retired.
+                let (retired, skip) = std::mem::take(&mut self.code.partial);
+                self.icount += retired as u64;
+                self.start_eip = op_eip(op, base).wrapping_add(skip as u32);
                 return (Chain::Fault(f), None);
             }
             done += 1;
-            self.icount += 1;
+            self.icount += op.cnt as u64;
             // MMIO and code invalidations stop the chain; I/O and HLT are `SlowEnd`. A taken
             // conditional branch leaves the block (one not taken falls through to the next
             // op: blocks go on past conditional branches).
@@ -1149,7 +1230,7 @@ impl Cpu {
             }
         }
         let Some(last) = done.checked_sub(1).and_then(|i| run.get(i)) else {
-            return (Chain::Stop, None);
+            return (Chain::Empty, None);
         };
         if !sets_eip(last.kind) {
             self.eip = next_eip(last, base);
@@ -1158,7 +1239,15 @@ impl Cpu {
         match self.code.exit {
             0 => {}
             EXIT_LEAVE => return (Chain::Go, Some(at)),
-            _ => return (Chain::Stop, None),
+            _ => {
+                let (retired, skip) = std::mem::take(&mut self.code.partial);
+                if retired != 0 {
+                    // An op of several instructions stopped after `retired` of them.
+                    self.icount -= (last.cnt - retired) as u64;
+                    self.eip = op_eip(last, base).wrapping_add(skip as u32);
+                }
+                return (Chain::Stop, None);
+            }
         }
         if done < all.len() || last.kind == K::SlowEnd {
             return (Chain::Stop, None);
@@ -1239,7 +1328,9 @@ impl Cpu {
                     continue;
                 }
             }
-            ops.push(o);
+            if !merge(ops, start, &o) {
+                ops.push(o);
+            }
             if ends_block(o.kind) {
                 break;
             }
@@ -1455,6 +1546,8 @@ handlers! {
     Simd => h_simd,
     JmpIn => h_jmp_in,
     CallIn => h_call_in,
+    PushRegs => h_push_regs,
+    PopRegs => h_pop_regs,
 }
 
 /// EIP of the instruction after `o`.
@@ -1642,6 +1735,59 @@ fn h_pop_r<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let n = o.n as u32;
     let v = c.bpop(bus, n)?;
     c.wreg(o.reg, n, v);
+    Ok(())
+}
+
+/// [`K::PushRegs`].
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
+fn h_push_regs<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let mut regs = o.imm;
+    for i in 0..o.cnt {
+        let v = c.regs[(regs & 7) as usize];
+        if let Err(f) = c.bpush(bus, v, 4) {
+            // (Each PUSH r32 is one byte.)
+            c.code.partial = (i, i);
+            return Err(f);
+        }
+        if stop_run(c, i, o.cnt) {
+            break;
+        }
+        regs >>= 4;
+    }
+    Ok(())
+}
+
+/// After instruction `i` of an op of `cnt`: whether the op must stop there because the
+/// chain must end (a write to the running code page, MMIO), as it would after a single
+/// instruction; then records how far it got (see [`CodeCache::partial`]).
+#[inline(always)]
+fn stop_run(c: &mut Cpu, i: u8, cnt: u8) -> bool {
+    if c.code.exit & EXIT_STOP != 0 && i + 1 < cnt {
+        c.code.partial = (i + 1, i + 1);
+        return true;
+    }
+    false
+}
+
+/// [`K::PopRegs`].
+#[cfg_attr(target_arch = "wasm32", inline(always))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
+fn h_pop_regs<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    let mut regs = o.imm;
+    for i in 0..o.cnt {
+        match c.bpop(bus, 4) {
+            Ok(v) => c.regs[(regs & 7) as usize] = v,
+            Err(f) => {
+                c.code.partial = (i, i);
+                return Err(f);
+            }
+        }
+        if stop_run(c, i, o.cnt) {
+            break;
+        }
+        regs >>= 4;
+    }
     Ok(())
 }
 
@@ -2445,6 +2591,124 @@ mod tests {
             *slot = (st, mem);
         }
         out
+    }
+
+    /// What a run left behind: registers, EIP, icount, how `run` ended, and the stack and
+    /// code memory.
+    type Trace = (Vec<u32>, Vec<u8>);
+
+    /// Loads `code` at 0x4001 (after a NOP that the interpreter runs first, which fills the
+    /// code page's TLB entry) and HLTs after it, sets ESP to `esp` and the other registers to
+    /// `regs`, applies `tweak`, then runs to instruction count `limit` once with blocks and
+    /// once single-stepped by the interpreter. Returns both traces and how many ops of
+    /// several instructions the blocks held.
+    fn two_ways(
+        code: &[u8],
+        regs: [u32; 8],
+        esp: u32,
+        limit: u64,
+        tweak: impl Fn(&mut Cpu),
+    ) -> ([Trace; 2], usize) {
+        let mut out: [Trace; 2] = Default::default();
+        let mut runs = 0;
+        for (i, slot) in out.iter_mut().enumerate() {
+            let mut b = TestBus::new(1 << 20).unwrap();
+            b.load(0x3F00, &[0xF4; 0x200]);
+            let mut prog = vec![0x90];
+            prog.extend(code);
+            b.load(0x4000, &prog);
+            let mut c = Cpu::new();
+            c.setup_flat32(0x4000);
+            for (r, &v) in regs.iter().enumerate() {
+                c.set_reg32(r, v);
+            }
+            c.set_reg32(4, esp);
+            tweak(&mut c);
+            c.dbp_exec = i == 1;
+            let exit = if limit > 1 {
+                assert_eq!(c.run(&mut b, 1), CpuExit::Limit);
+                c.run(&mut b, limit)
+            } else {
+                c.run(&mut b, limit)
+            };
+            runs += c.code.arena.ops.iter().filter(|o| o.cnt > 1).count();
+            let mut st = c.regs.to_vec();
+            st.extend([c.eip, c.icount as u32, exit as u32]);
+            let mut mem = vec![0; 0x100];
+            b.read(0x3F80, &mut mem);
+            let mut stack = vec![0; 0x40];
+            b.read(esp.wrapping_sub(0x20) & 0xF_FFFF, &mut stack);
+            mem.extend(stack);
+            *slot = (st, mem);
+        }
+        (out, runs)
+    }
+
+    #[test]
+    fn push_and_pop_runs_match_the_interpreter() {
+        // push eax, ecx, edx, ebx, esp, ebp, esi, edi (a run of 8), push eax (a second run);
+        // pop edi, esi, ebp; pop esp; pop ebx, edx; mov eax, ebx (ends the run); pop ecx
+        let code = [
+            0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x50, 0x5F, 0x5E, 0x5D, 0x5C, 0x5B,
+            0x5A, 0x89, 0xD8, 0x59,
+        ];
+        let regs = [
+            0x1111_1111,
+            0x2222_2222,
+            0x3333_3333,
+            0x4444_4444,
+            0,
+            0x6666_6666,
+            0x7777_7777,
+            0x8888_8888,
+        ];
+        let total = 1 + code.len() as u64 - 1;
+        let mut runs = 0;
+        // Every budget: those that end inside a run leave its instructions to the next
+        // block or to the interpreter.
+        for limit in 1..=total + 2 {
+            let ([blk, int], n) = two_ways(&code, regs, 0x9000, limit, |_| {});
+            assert_eq!(blk, int, "limit {limit}");
+            runs += n;
+        }
+        assert!(runs > 0, "no run was merged");
+        // 16-bit stack: the same ops go through the general push and pop.
+        let ([blk, int], _) = two_ways(&code, regs, 0x9000, total + 2, |c| {
+            c.segs[sreg::SS] = crate::Seg::from_cache(0x10, 0, 0xFFFF, 0x0093);
+        });
+        assert_eq!(blk, int);
+    }
+
+    #[test]
+    fn a_push_or_pop_run_that_faults_midway_retires_the_instructions_before() {
+        // An SS limit of 64 KiB: the third push wraps ESP below 0, the third pop reads past
+        // the limit. No IDT: the #SS becomes a triple fault that leaves the state as it was
+        // at the fault.
+        let ss = |c: &mut Cpu| c.segs[sreg::SS] = crate::Seg::from_cache(0x10, 0, 0xFFFF, 0x4093);
+        let pushes = [0x50, 0x51, 0x52, 0x53];
+        let ([blk, int], runs) = two_ways(&pushes, [1, 2, 3, 4, 0, 6, 7, 8], 8, 100, ss);
+        assert_eq!(blk, int);
+        assert!(runs > 0);
+        assert_eq!(blk.0[4], 0, "ESP after two pushes");
+        assert_eq!(blk.0[8], 0x4003, "EIP of the third push");
+        let pops = [0x58, 0x59, 0x5A, 0x5B];
+        let ([blk, int], runs) = two_ways(&pops, [1, 2, 3, 4, 0, 6, 7, 8], 0xFFF8, 100, ss);
+        assert_eq!(blk, int);
+        assert!(runs > 0);
+        assert_eq!(blk.0[4], 0x1_0000, "ESP after two pops");
+        assert_eq!(blk.0[8], 0x4003, "EIP of the third pop");
+    }
+
+    #[test]
+    fn a_push_run_that_writes_its_own_code_stops_there() {
+        // The stack runs into the code: the first push (EAX, four INC ECX) overwrites the HLT
+        // after the run and the second (ECX, four NOPs) the run's own last pushes, which must
+        // not run as they were decoded.
+        let code = [0x50, 0x51, 0x52, 0x53, 0x55, 0x56, 0x57, 0x50];
+        let regs = [0x4141_4141, 0x9090_9090, 0x9090_9090, 3, 0, 5, 6, 7];
+        let ([blk, int], runs) = two_ways(&code, regs, 0x400D, 200, |_| {});
+        assert_eq!(blk, int);
+        assert!(runs > 0);
     }
 
     #[test]
