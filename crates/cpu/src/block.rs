@@ -10,8 +10,10 @@
 //! ([`K::Simd`]); the remaining instructions without a fast handler run through the
 //! interpreter's `step` ([`K::Slow`]: the block goes on after them). A run of up to
 //! [`MAX_CNT`] PUSH or POP r32 is one op ([`K::PushRegs`], [`K::PopRegs`]; function prologues
-//! and epilogues): such an op counts its instructions ([`Op::cnt`]), retires those before
-//! one that faults, and stops after one that must end the chain.
+//! and epilogues), and so is a compare, test or other flag-setting ALU instruction with the
+//! conditional branch after it (`K::*Jcc`, e.g. [`K::AluMIJcc`]). Such an op counts its
+//! instructions ([`Op::cnt`]), retires those before one that faults, and stops after one
+//! that must end the chain.
 //!
 //! Blocks run in chains (`Cpu::run_block`): one block follows the next while nothing the run
 //! loop checks between instructions can have changed. What only I/O or MMIO can change (the
@@ -167,6 +169,22 @@ pub(crate) enum K {
     PushRegs,
     /// A run of `cnt` consecutive POP r32 (as [`K::PushRegs`]).
     PopRegs,
+    /// [`K::AluMR`] and the conditional branch after it ([`Op::cc`]).
+    AluMRJcc,
+    /// [`K::AluRM`] and a conditional branch.
+    AluRMJcc,
+    /// [`K::AluMI`] and a conditional branch.
+    AluMIJcc,
+    /// [`K::TestMR`] and a conditional branch.
+    TestMRJcc,
+    /// [`K::TestMI`] and a conditional branch.
+    TestMIJcc,
+    /// [`K::AluRR32`] and a conditional branch.
+    AluRR32Jcc,
+    /// [`K::AluRI32`] and a conditional branch.
+    AluRI32Jcc,
+    /// [`K::IncDec32`] and a conditional branch.
+    IncDec32Jcc,
 }
 
 /// One pre-decoded instruction.
@@ -198,9 +216,17 @@ pub(crate) struct Op {
     pub op32: bool,
     pub disp: u32,
     pub imm: u32,
-    /// Instructions in the op: 1, or up to [`MAX_CNT`] for the runs of one-byte
-    /// instructions that build up one op ([`K::PushRegs`], [`K::PopRegs`]).
+    /// Instructions in the op: 1, 2 for an ALU op and the conditional branch after it
+    /// (`K::*Jcc`), or up to [`MAX_CNT`] for the runs of one-byte instructions that build
+    /// up one op ([`K::PushRegs`], [`K::PopRegs`]).
     pub cnt: u8,
+    /// The branch of an ALU op and a conditional branch (`K::*Jcc`): its condition code,
+    /// the lazy-flags kind the condition is computed from, the length of the ALU
+    /// instruction, and the branch displacement from the end of the op.
+    pub cc: u8,
+    pub lazy: u8,
+    pub first_len: u8,
+    pub rel: u32,
 }
 
 impl Op {
@@ -222,6 +248,10 @@ impl Op {
             disp: 0,
             imm: 0,
             cnt: 1,
+            cc: 0,
+            lazy: 0,
+            first_len: 0,
+            rel: 0,
         }
     }
 }
@@ -926,6 +956,39 @@ fn merge(ops: &mut [Op], start: usize, o: &Op) -> bool {
     true
 }
 
+/// Makes `prev`, an ALU op, and `o`, the conditional branch after it fused to it
+/// ([`K::JccFused`]), one op if there is a kind for the pair; returns whether it did.
+fn merge_branch(prev: &mut Op, o: &Op) -> bool {
+    let kind = match prev.kind {
+        K::AluMR => K::AluMRJcc,
+        K::AluRM => K::AluRMJcc,
+        K::AluMI => K::AluMIJcc,
+        K::TestMR => K::TestMRJcc,
+        K::TestMI => K::TestMIJcc,
+        K::AluRR32 => K::AluRR32Jcc,
+        K::AluRI32 => K::AluRI32Jcc,
+        K::IncDec32 => K::IncDec32Jcc,
+        _ => return false,
+    };
+    if o.kind != K::JccFused
+        || prev.cnt != 1
+        || prev.off.wrapping_add(prev.len as u16) != o.off
+        || prev.len as usize + o.len as usize > u8::MAX as usize
+    {
+        return false;
+    }
+    prev.kind = kind;
+    prev.cnt = 2;
+    prev.cc = o.aux;
+    prev.lazy = o.reg;
+    prev.first_len = prev.len;
+    prev.len += o.len;
+    prev.rel = o.imm;
+    // (The ALU handlers do not read `op32`; the branch does.)
+    prev.op32 = o.op32;
+    true
+}
+
 /// Condition `cc` after an op of lazy kind `kind` and size `n` with operands `a`, `b` and
 /// result `res` (all masked to the size), as [`Cpu::cond`] computes it from the flags.
 #[inline(always)]
@@ -978,6 +1041,14 @@ fn sets_eip(k: K) -> bool {
             | K::CallM
             | K::JmpIn
             | K::CallIn
+            | K::AluMRJcc
+            | K::AluRMJcc
+            | K::AluMIJcc
+            | K::TestMRJcc
+            | K::TestMIJcc
+            | K::AluRR32Jcc
+            | K::AluRI32Jcc
+            | K::IncDec32Jcc
     )
 }
 
@@ -1302,8 +1373,11 @@ impl Cpu {
             pos += o.len as usize;
             hi = hi.max(pos);
             if o.kind == K::Jcc && ops.len() > start {
-                if let Some(prev) = ops.last() {
+                if let Some(prev) = ops.last_mut() {
                     fuse(&mut o, prev);
+                    if merge_branch(prev, &o) {
+                        continue;
+                    }
                 }
             }
             // A direct JMP or CALL of 32-bit code to a target in the same page: the block
@@ -1548,6 +1622,14 @@ handlers! {
     CallIn => h_call_in,
     PushRegs => h_push_regs,
     PopRegs => h_pop_regs,
+    AluMRJcc => h_alu_mr_jcc,
+    AluRMJcc => h_alu_rm_jcc,
+    AluMIJcc => h_alu_mi_jcc,
+    TestMRJcc => h_test_mr_jcc,
+    TestMIJcc => h_test_mi_jcc,
+    AluRR32Jcc => h_alu_rr32_jcc,
+    AluRI32Jcc => h_alu_ri32_jcc,
+    IncDec32Jcc => h_inc_dec32_jcc,
 }
 
 /// EIP of the instruction after `o`.
@@ -1738,9 +1820,8 @@ fn h_pop_r<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     Ok(())
 }
 
-/// [`K::PushRegs`].
-#[cfg_attr(target_arch = "wasm32", inline(always))]
-#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
+/// [`K::PushRegs`] (a call on every target: it runs several instructions).
+#[inline(never)]
 fn h_push_regs<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let mut regs = o.imm;
     for i in 0..o.cnt {
@@ -1770,9 +1851,8 @@ fn stop_run(c: &mut Cpu, i: u8, cnt: u8) -> bool {
     false
 }
 
-/// [`K::PopRegs`].
-#[cfg_attr(target_arch = "wasm32", inline(always))]
-#[cfg_attr(not(target_arch = "wasm32"), inline(never))]
+/// [`K::PopRegs`] (a call on every target: it runs several instructions).
+#[inline(never)]
 fn h_pop_regs<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
     let mut regs = o.imm;
     for i in 0..o.cnt {
@@ -1816,6 +1896,51 @@ fn h_jcc_fused<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
         c.eip = next;
     }
     Ok(())
+}
+
+/// The branch of an ALU op and a conditional branch, after the ALU op ran.
+#[inline(always)]
+fn then_jcc(c: &mut Cpu, o: &Op, base: u32) -> Res<()> {
+    // A write to the running code page or MMIO ends the chain after the ALU instruction.
+    if c.code.exit & EXIT_STOP != 0 {
+        c.code.partial = (1, o.first_len);
+        return Ok(());
+    }
+    let next = next_eip(o, base);
+    let l = &c.lf;
+    if fused_cond(o.cc, o.lazy, o.n as u32, l.a, l.b, l.res) {
+        if let Err(f) = c.control_transfer_near(next.wrapping_add(o.rel), o.op32) {
+            c.code.partial = (1, o.first_len);
+            return Err(f);
+        }
+        c.code.exit |= EXIT_LEAVE;
+    } else {
+        c.eip = next;
+    }
+    Ok(())
+}
+
+/// Declares the handler of an ALU op and a conditional branch from the ALU op's handler.
+macro_rules! alu_jcc {
+    ($($name:ident => $alu:ident),* $(,)?) => {$(
+        #[doc = concat!("[`", stringify!($alu), "`] and a conditional branch.")]
+        #[inline(always)]
+        fn $name<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, base: u32) -> Res<()> {
+            $alu(c, bus, o, base)?;
+            then_jcc(c, o, base)
+        }
+    )*};
+}
+
+alu_jcc! {
+    h_alu_mr_jcc => h_alu_mr,
+    h_alu_rm_jcc => h_alu_rm,
+    h_alu_mi_jcc => h_alu_mi,
+    h_test_mr_jcc => h_test_mr,
+    h_test_mi_jcc => h_test_mi,
+    h_alu_rr32_jcc => h_alu_rr32,
+    h_alu_ri32_jcc => h_alu_ri32,
+    h_inc_dec32_jcc => h_inc_dec32,
 }
 
 /// [`K::Jmp`].
@@ -2747,7 +2872,7 @@ mod tests {
             0x1234_5678,
             0x8765_4321,
         ];
-        let mut fused = 0;
+        let (mut fused, mut merged) = (0, 0);
         for first in firsts {
             for cc in 0..16u8 {
                 for &a in &values {
@@ -2769,13 +2894,9 @@ mod tests {
                             c.set_eflags(crate::flags::CF);
                             c.dbp_exec = interp;
                             assert_eq!(c.run(&mut bus, u64::MAX), CpuExit::Halted);
-                            fused += c
-                                .code
-                                .arena
-                                .ops
-                                .iter()
-                                .filter(|o| o.kind == K::JccFused)
-                                .count();
+                            let ops = &c.code.arena.ops;
+                            fused += ops.iter().filter(|o| o.kind == K::JccFused).count();
+                            merged += ops.iter().filter(|o| o.cnt == 2).count();
                             out.push((c.regs, c.eip, c.get_eflags(), c.icount));
                         }
                         assert_eq!(out[0], out[1], "{code:02X?} eax {a:08X} ebx {b:08X}");
@@ -2784,6 +2905,36 @@ mod tests {
             }
         }
         assert!(fused > 0, "no branch was fused");
+        assert!(merged > 0, "no branch was merged into its ALU op");
+    }
+
+    #[test]
+    fn a_merged_branch_that_faults_retires_its_alu_instruction() {
+        // cmp eax, eax; je +0x7F: the target lies past a CS limit of 0x4040 (#GP at the je,
+        // after the cmp retired; no IDT: a triple fault that leaves the state at the fault).
+        let code = [0x39, 0xC0, 0x74, 0x7F];
+        let cs = |c: &mut Cpu| {
+            c.segs[sreg::CS] = crate::Seg::from_cache(0x08, 0, 0x4040, 0x409B);
+        };
+        let ([blk, int], merged) = two_ways(&code, [0; 8], 0x9000, 100, cs);
+        assert_eq!(blk, int);
+        assert!(merged > 0);
+        assert_eq!(blk.0[8], 0x4003, "EIP of the je");
+        assert_eq!(blk.0[10], CpuExit::TripleFault as u32);
+    }
+
+    #[test]
+    fn a_merged_branch_after_a_write_to_it_runs_as_written() {
+        // sub byte [0x4009], 5 turns the jnz +7 after it into jnz +2: the branch must run as
+        // written, to the INC EDX at 0x400C (+7 leads to the INC EBX at 0x4011).
+        let code = [
+            0x80, 0x2D, 0x09, 0x40, 0, 0, 0x05, 0x75, 0x07, 0x41, 0x41, 0x42, 0xF4, 0xF4, 0xF4,
+            0xF4, 0x43, 0xF4,
+        ];
+        let ([blk, int], merged) = two_ways(&code, [0; 8], 0x9000, 100, |_| {});
+        assert_eq!(blk, int);
+        assert!(merged > 0);
+        assert_eq!((blk.0[2], blk.0[3]), (1, 0), "EDX, EBX");
     }
 
     #[test]
