@@ -90,7 +90,7 @@ pub(crate) enum K {
     MovRM,
     /// MOV rm, imm.
     MovMI,
-    /// LEA reg, [ea].
+    /// LEA reg, m (the effective address into a register).
     Lea,
     /// INC (aux 0) / DEC (aux 1) rm.
     IncDec,
