@@ -220,12 +220,13 @@ pub(crate) struct Op {
     /// (`K::*Jcc`), or up to [`MAX_CNT`] for the runs of one-byte instructions that build
     /// up one op ([`K::PushRegs`], [`K::PopRegs`]).
     pub cnt: u8,
-    /// The branch of an ALU op and a conditional branch (`K::*Jcc`): its condition code,
-    /// the lazy-flags kind the condition is computed from, the length of the ALU
-    /// instruction, and the branch displacement from the end of the op.
+    /// The condition code of the branch of an ALU op and a conditional branch (`K::*Jcc`).
     pub cc: u8,
+    /// The lazy-flags kind the branch's condition is computed from (`K::*Jcc`).
     pub lazy: u8,
+    /// The length of the ALU instruction of a `K::*Jcc` (the branch's offset in the op).
     pub first_len: u8,
+    /// The branch displacement of a `K::*Jcc`, from the end of the op.
     pub rel: u32,
 }
 
