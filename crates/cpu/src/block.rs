@@ -1824,47 +1824,41 @@ fn h_pop_r<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
 /// [`K::PushRegs`] (a call on every target: it runs several instructions).
 #[inline(never)]
 fn h_push_regs<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    each_reg(c, bus, o, |c, bus, r| {
+        let v = c.regs[r];
+        c.bpush(bus, v, 4)
+    })
+}
+
+/// [`K::PopRegs`] (as [`h_push_regs`]).
+#[inline(never)]
+fn h_pop_regs<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
+    each_reg(c, bus, o, |c, bus, r| {
+        c.regs[r] = c.bpop(bus, 4)?;
+        Ok(())
+    })
+}
+
+/// Runs `one` for each register of a PUSH or POP run `o`, one instruction each (one byte
+/// each). A fault leaves the instructions before it retired; an instruction after which
+/// the chain must end (a write to the running code page, MMIO) ends the op there, as it
+/// would end a block after a single instruction. Both record how far the op got in
+/// [`CodeCache::partial`].
+#[inline(always)]
+fn each_reg<B: Bus>(
+    c: &mut Cpu,
+    bus: &mut B,
+    o: &Op,
+    one: impl Fn(&mut Cpu, &mut B, usize) -> Res<()>,
+) -> Res<()> {
     let mut regs = o.imm;
     for i in 0..o.cnt {
-        let v = c.regs[(regs & 7) as usize];
-        if let Err(f) = c.bpush(bus, v, 4) {
-            // (Each PUSH r32 is one byte.)
+        if let Err(f) = one(c, bus, (regs & 7) as usize) {
             c.code.partial = (i, i);
             return Err(f);
         }
-        if stop_run(c, i, o.cnt) {
-            break;
-        }
-        regs >>= 4;
-    }
-    Ok(())
-}
-
-/// After instruction `i` of an op of `cnt`: whether the op must stop there because the
-/// chain must end (a write to the running code page, MMIO), as it would after a single
-/// instruction; then records how far it got (see [`CodeCache::partial`]).
-#[inline(always)]
-fn stop_run(c: &mut Cpu, i: u8, cnt: u8) -> bool {
-    if c.code.exit & EXIT_STOP != 0 && i + 1 < cnt {
-        c.code.partial = (i + 1, i + 1);
-        return true;
-    }
-    false
-}
-
-/// [`K::PopRegs`] (a call on every target: it runs several instructions).
-#[inline(never)]
-fn h_pop_regs<B: Bus>(c: &mut Cpu, bus: &mut B, o: &Op, _: u32) -> Res<()> {
-    let mut regs = o.imm;
-    for i in 0..o.cnt {
-        match c.bpop(bus, 4) {
-            Ok(v) => c.regs[(regs & 7) as usize] = v,
-            Err(f) => {
-                c.code.partial = (i, i);
-                return Err(f);
-            }
-        }
-        if stop_run(c, i, o.cnt) {
+        if c.code.exit & EXIT_STOP != 0 && i + 1 < o.cnt {
+            c.code.partial = (i + 1, i + 1);
             break;
         }
         regs >>= 4;
