@@ -102,9 +102,10 @@ pub(crate) enum K {
     PopR,
     /// Jcc rel (condition in `aux`).
     Jcc,
-    /// Jcc right after a CMP/SUB (`reg` = `K_SUB`), a logic op or TEST (`K_LOGIC`) or an
+    /// Jcc right after a CMP/SUB (`lazy` = `K_SUB`), a logic op or TEST (`K_LOGIC`) or an
     /// INC/DEC (`K_ADD`/`K_SUB`, conditions that do not read CF) of size `n` in the same
-    /// block: the condition comes straight from the remembered operands, never from EFLAGS.
+    /// block: the condition (`cc`) comes straight from the remembered operands, never from
+    /// EFLAGS; the displacement is in `rel`.
     JccFused,
     /// JMP rel.
     Jmp,
@@ -220,13 +221,13 @@ pub(crate) struct Op {
     /// (`K::*Jcc`), or up to [`MAX_CNT`] for the runs of one-byte instructions that build
     /// up one op ([`K::PushRegs`], [`K::PopRegs`]).
     pub cnt: u8,
-    /// The condition code of the branch of an ALU op and a conditional branch (`K::*Jcc`).
+    /// The condition code of a fused branch ([`K::JccFused`], `K::*Jcc`).
     pub cc: u8,
-    /// The lazy-flags kind the branch's condition is computed from (`K::*Jcc`).
+    /// The lazy-flags kind a fused branch's condition is computed from.
     pub lazy: u8,
     /// The length of the ALU instruction of a `K::*Jcc` (the branch's offset in the op).
     pub first_len: u8,
-    /// The branch displacement of a `K::*Jcc`, from the end of the op.
+    /// The displacement of a fused branch, from the end of the op.
     pub rel: u32,
 }
 
@@ -914,8 +915,15 @@ fn fuse(o: &mut Op, prev: &Op) {
         _ => return,
     };
     o.kind = K::JccFused;
-    o.reg = kind;
+    o.cc = o.aux;
+    o.lazy = kind;
+    o.rel = o.imm;
     o.n = prev.n;
+}
+
+/// Whether `o` starts where `prev` ends (after a followed jump it does not).
+fn continues(prev: &Op, o: &Op) -> bool {
+    prev.off.wrapping_add(prev.len as u16) == o.off
 }
 
 /// The register of a PUSH or POP of a 32-bit register (one byte, no prefix), and the kind
@@ -937,8 +945,7 @@ fn merge(ops: &mut [Op], start: usize, o: &Op) -> bool {
     let Some(last) = ops.get_mut(start..).and_then(|b| b.last_mut()) else {
         return false;
     };
-    // The op before must end where `o` starts (a followed jump does not).
-    if last.off.wrapping_add(last.len as u16) != o.off || last.cnt >= MAX_CNT {
+    if !continues(last, o) || last.cnt >= MAX_CNT {
         return false;
     }
     if last.kind != run {
@@ -973,18 +980,18 @@ fn merge_branch(prev: &mut Op, o: &Op) -> bool {
     };
     if o.kind != K::JccFused
         || prev.cnt != 1
-        || prev.off.wrapping_add(prev.len as u16) != o.off
+        || !continues(prev, o)
         || prev.len as usize + o.len as usize > u8::MAX as usize
     {
         return false;
     }
     prev.kind = kind;
     prev.cnt = 2;
-    prev.cc = o.aux;
-    prev.lazy = o.reg;
+    prev.cc = o.cc;
+    prev.lazy = o.lazy;
     prev.first_len = prev.len;
     prev.len += o.len;
-    prev.rel = o.imm;
+    prev.rel = o.rel;
     // (The ALU handlers do not read `op32`; the branch does.)
     prev.op32 = o.op32;
     true
@@ -1882,10 +1889,16 @@ fn h_jcc<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
 /// [`K::JccFused`].
 #[inline(always)]
 fn h_jcc_fused<B: Bus>(c: &mut Cpu, _: &mut B, o: &Op, base: u32) -> Res<()> {
-    let next = next_eip(o, base);
+    fused_branch(c, o, next_eip(o, base))
+}
+
+/// The branch of a [`K::JccFused`] or `K::*Jcc` op `o` (`next`: the EIP after it), taken
+/// or not from the lazy flags.
+#[inline(always)]
+fn fused_branch(c: &mut Cpu, o: &Op, next: u32) -> Res<()> {
     let l = &c.lf;
-    if fused_cond(o.aux, o.reg, o.n as u32, l.a, l.b, l.res) {
-        c.control_transfer_near(next.wrapping_add(o.imm), o.op32)?;
+    if fused_cond(o.cc, o.lazy, o.n as u32, l.a, l.b, l.res) {
+        c.control_transfer_near(next.wrapping_add(o.rel), o.op32)?;
         c.code.exit |= EXIT_LEAVE;
     } else {
         c.eip = next;
@@ -1901,18 +1914,10 @@ fn then_jcc(c: &mut Cpu, o: &Op, base: u32) -> Res<()> {
         c.code.partial = (1, o.first_len);
         return Ok(());
     }
-    let next = next_eip(o, base);
-    let l = &c.lf;
-    if fused_cond(o.cc, o.lazy, o.n as u32, l.a, l.b, l.res) {
-        if let Err(f) = c.control_transfer_near(next.wrapping_add(o.rel), o.op32) {
-            c.code.partial = (1, o.first_len);
-            return Err(f);
-        }
-        c.code.exit |= EXIT_LEAVE;
-    } else {
-        c.eip = next;
-    }
-    Ok(())
+    fused_branch(c, o, next_eip(o, base)).inspect_err(|_| {
+        // The ALU instruction retired.
+        c.code.partial = (1, o.first_len);
+    })
 }
 
 /// Declares the handler of an ALU op and a conditional branch from the ALU op's handler.
